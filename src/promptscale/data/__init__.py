@@ -1,0 +1,1 @@
+"""SuperGLUE loading, validation, text-to-text formats and the Lightning datamodule."""
