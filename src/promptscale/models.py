@@ -1,0 +1,142 @@
+"""T5 backbones: one typed spec per checkpoint, built offline from its architecture or loaded.
+
+``ModelSpec`` is what ``conf/model/*.yaml`` instantiates. It carries the architecture so that
+``init=random`` builds the exact shape with no download (benchmarks, parameter counts, tests)
+and so that a loaded checkpoint can be checked against the size it claims to be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5Config, T5ForConditionalGeneration
+
+EMBEDDED_TOKENIZER = "embedded"
+EMBEDDED_TOKENIZER_DIR = Path(__file__).parent / "assets" / "tiny_tokenizer"
+INITS = ("pretrained", "random")
+
+
+@dataclass
+class ModelSpec:
+    """A T5 1.1 checkpoint and its architecture (Raffel et al. 2020; REFERENCE sizes).
+
+    Attributes:
+        name: Config name, recorded in result rows (e.g. ``t5_lm_adapt_small``).
+        size: Size label on the figure (``small`` ... ``xxl``, ``tiny_*``).
+        hub_id: Hugging Face Hub id of the weights; ``None`` for offline-only models.
+        path: Local directory in the Hugging Face layout; wins over ``hub_id``.
+        init: ``pretrained`` loads weights; ``random`` builds the architecture offline.
+        tokenizer: Hub id or local directory of the tokenizer, ``embedded`` for the offline
+            tokenizer shipped with the package, ``None`` for the weights' own.
+        vocab_size, d_model, d_ff, d_kv, num_layers, num_heads: The architecture. Note that
+            ``num_heads * d_kv`` need not equal ``d_model`` (Small: 6 x 64 = 384 != 512).
+        feed_forward_proj: ``gated-gelu`` for T5 1.1.
+        relative_attention_num_buckets: 32 for every T5.
+        dropout_rate: 0.1 when fine-tuning (checkpoints were pre-trained without dropout).
+    """
+
+    name: str
+    size: str
+    vocab_size: int
+    d_model: int
+    d_ff: int
+    d_kv: int
+    num_layers: int
+    num_heads: int
+    hub_id: str | None = None
+    path: str | None = None
+    init: str = "pretrained"
+    tokenizer: str | None = None
+    feed_forward_proj: str = "gated-gelu"
+    relative_attention_num_buckets: int = 32
+    dropout_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"model.init={self.init!r} is not one of {INITS}")
+        for key in ("vocab_size", "d_model", "d_ff", "d_kv", "num_layers", "num_heads"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"model.{key} must be positive, got {getattr(self, key)}")
+        if self.init == "pretrained" and not (self.path or self.hub_id):
+            raise ValueError(f"model {self.name!r}: init=pretrained needs model.path or model.hub_id")
+
+    def t5_config(self) -> T5Config:
+        """The ``T5Config`` of this architecture (untied embeddings, as T5 1.1)."""
+        return T5Config(
+            vocab_size=self.vocab_size,
+            d_model=self.d_model,
+            d_ff=self.d_ff,
+            d_kv=self.d_kv,
+            num_layers=self.num_layers,
+            num_decoder_layers=self.num_layers,
+            num_heads=self.num_heads,
+            feed_forward_proj=self.feed_forward_proj,
+            relative_attention_num_buckets=self.relative_attention_num_buckets,
+            dropout_rate=self.dropout_rate,
+            # T5 1.1 neither ties the LM head nor rescales decoder outputs by d_model**-0.5;
+            # transformers 5 reads this flag for the rescaling only, so untie_lm_head() below.
+            tie_word_embeddings=False,
+            decoder_start_token_id=0,
+        )
+
+    def build(self) -> T5ForConditionalGeneration:
+        """Returns the backbone: loaded weights (``pretrained``) or a fresh random init."""
+        model = self._load() if self.init == "pretrained" else T5ForConditionalGeneration(self.t5_config())
+        return untie_lm_head(model)
+
+    def _load(self) -> T5ForConditionalGeneration:
+        source = self.path or self.hub_id
+        try:
+            model = T5ForConditionalGeneration.from_pretrained(source, dropout_rate=self.dropout_rate)
+        except (OSError, ValueError) as err:
+            raise RuntimeError(
+                f"could not load model weights {source!r} ({type(err).__name__}: {err}). Without Hub "
+                f"access, download the checkpoint elsewhere and pass model.path=/local/dir "
+                f"(a folder with config.json and model.safetensors), or use model.init=random."
+            ) from err
+        self._check_architecture(model.config, source)
+        return model
+
+    def _check_architecture(self, config: T5Config, source: str) -> None:
+        """Refuses a checkpoint whose shape differs from the size it is configured as."""
+        for key in ("d_model", "d_ff", "d_kv", "num_layers", "num_heads", "vocab_size"):
+            if getattr(config, key) != getattr(self, key):
+                raise ValueError(
+                    f"checkpoint {source!r} has {key}={getattr(config, key)}, but model "
+                    f"{self.name!r} expects {getattr(self, key)}: wrong model.path for this size?"
+                )
+
+    def build_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer: embedded offline one, a Hub id / local dir, or the weights' own."""
+        source = self.tokenizer or self.path or self.hub_id
+        if source == EMBEDDED_TOKENIZER:
+            source = str(EMBEDDED_TOKENIZER_DIR)
+        try:
+            return AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as err:
+            raise RuntimeError(
+                f"could not load tokenizer {source!r} ({err}). Without Hub access pass "
+                f"model.tokenizer=/local/dir (or model.path=/local/dir holding the tokenizer files)."
+            ) from err
+
+    def count_parameters(self) -> int:
+        """Total parameters of this architecture, counted on the meta device (no memory)."""
+        with torch.device("meta"):
+            model = untie_lm_head(T5ForConditionalGeneration(self.t5_config()))
+        return sum(p.numel() for p in model.parameters())
+
+
+def untie_lm_head(model: T5ForConditionalGeneration) -> T5ForConditionalGeneration:
+    """Gives the LM head its own weight when it shares the input embedding.
+
+    T5 1.1 has separate input and output embeddings, but transformers 5 ties them in every
+    freshly built ``T5ForConditionalGeneration`` (its ``T5Config`` forces
+    ``tie_word_embeddings=True``). A loaded 1.1 checkpoint, which stores both tensors with
+    different values, is left untied by ``from_pretrained``; this makes random init match.
+    """
+    if model.lm_head.weight is model.shared.weight:
+        model.lm_head.weight = nn.Parameter(model.shared.weight.detach().clone())
+    return model
