@@ -1,0 +1,80 @@
+"""A soft prompt: P trainable vectors prepended to the encoder's input embeddings.
+
+Lester et al. 2021: the prompt is concatenated in front of the embedded input, the attention
+mask is extended with ones, and nothing else in the model changes. Initialisation matters at
+small scale (their Figure 3b), so the three inits of the paper live here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+PROMPT_INITS = ("random_uniform", "sampled_vocab", "class_label")
+
+
+class SoftPrompt(nn.Module):
+    """Trainable prompt ``[P, H]`` prepended to a batch of input embeddings.
+
+    Args:
+        length: Number of prompt vectors P.
+        dim: Embedding width H (the model's ``d_model``).
+    """
+
+    def __init__(self, length: int, dim: int) -> None:
+        super().__init__()
+        if length <= 0:
+            raise ValueError(f"prompt length must be positive, got {length}")
+        self.embedding = nn.Parameter(torch.zeros(length, dim))  # [P, H]
+
+    @property
+    def length(self) -> int:
+        return self.embedding.shape[0]
+
+    def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepends the prompt to ``embeds`` [B, T, H] and ones to ``mask`` [B, T]."""
+        batch = embeds.shape[0]
+        prompt = self.embedding.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, P, H]
+        ones = mask.new_ones(batch, self.length)  # [B, P]
+        return torch.cat([prompt, embeds], dim=1), torch.cat([ones, mask], dim=1)  # [B, P+T, H], [B, P+T]
+
+
+def init_random_uniform(length: int, dim: int, generator: torch.Generator, scale: float = 0.5) -> torch.Tensor:
+    """Uniform in [-scale, scale] (Lester et al. 2021 use 0.5)."""
+    return (torch.rand(length, dim, generator=generator) * 2 - 1) * scale  # [P, H]
+
+
+def init_sampled_vocab(
+    length: int, vocab_embeddings: torch.Tensor, top_k: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Rows drawn without replacement from the first ``top_k`` embedding rows.
+
+    The first 5,000 ids of T5's SentencePiece vocabulary are its most frequent pieces, which is
+    why the paper restricts sampling to them.
+    """
+    top_k = min(top_k, vocab_embeddings.shape[0])
+    if length > top_k:
+        raise ValueError(f"cannot sample {length} distinct rows from the top {top_k} vocabulary rows")
+    ids = torch.randperm(top_k, generator=generator)[:length]  # [P]
+    return vocab_embeddings[ids].detach().clone()  # [P, H]
+
+
+def init_class_label(
+    length: int,
+    vocab_embeddings: torch.Tensor,
+    label_token_ids: list[list[int]],
+    top_k: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Position i = mean embedding of label i's sub-tokens; the rest sampled from the vocabulary.
+
+    Labels beyond the prompt length are dropped (a prompt of length 1 keeps the first label).
+    """
+    labels = [ids for ids in label_token_ids if ids][:length]
+    label_rows = [vocab_embeddings[ids].mean(dim=0) for ids in labels]  # each [H]
+    rest = init_sampled_vocab(length - len(label_rows), vocab_embeddings, top_k, generator) if length > len(
+        label_rows
+    ) else vocab_embeddings.new_zeros(0, vocab_embeddings.shape[1])
+    if not label_rows:
+        return rest
+    return torch.cat([torch.stack(label_rows).detach(), rest], dim=0)  # [P, H]

@@ -1,0 +1,90 @@
+"""Weights & Biases, set up so that it can never be the reason a run fails.
+
+Offline by default (no account, no network); ``mode=online`` needs credentials. If W&B cannot
+start (unreachable server, missing key, broken install) the run continues without it and says
+so. Secrets are never copied into the logged config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+MODES = ("offline", "online", "disabled")
+_SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
+
+
+@dataclass
+class WandbSettings:
+    """What ``conf/logger/*.yaml`` configures.
+
+    Attributes:
+        project: W&B project.
+        entity: W&B team or user; ``None`` for the default.
+        mode: ``offline`` (default, syncable later with ``wandb sync``), ``online`` or ``disabled``.
+        tags: Extra tags; every run is also tagged with its method, model and tasks.
+    """
+
+    project: str = "promptscale"
+    entity: str | None = None
+    mode: str = "offline"
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"logger.mode={self.mode!r} is not one of {MODES}")
+
+    def make_logger(self, *, name: str, group: str, save_dir: str, tags: list[str], config: dict[str, Any]):
+        """A started ``WandbLogger``, or ``None`` when disabled or W&B cannot start."""
+        if self.mode == "disabled":
+            return None
+        try:
+            from lightning.pytorch.loggers import WandbLogger
+
+            os.makedirs(save_dir, exist_ok=True)
+            logger = WandbLogger(
+                project=self.project, entity=self.entity, name=name, group=group, save_dir=save_dir,
+                offline=self.mode == "offline", tags=sorted(set(self.tags) | set(tags)),
+                settings=_settings(),
+            )
+            logger.experiment.config.update(redact(config), allow_val_change=True)  # starts the run now
+            return logger
+        except Exception as err:  # noqa: BLE001 - W&B must never fail a run
+            log.warning("W&B could not start (%s: %s); continuing without it", type(err).__name__, err)
+            return None
+
+
+def _settings():
+    import wandb
+
+    return wandb.Settings(init_timeout=60, silent=True)
+
+
+def finish(logger, exit_code: int) -> None:
+    """Closes the job's W&B run, marking it failed when the job failed."""
+    if logger is None:
+        return
+    try:
+        logger.experiment.finish(exit_code=exit_code)
+    except Exception as err:  # noqa: BLE001
+        log.warning("W&B run did not finish cleanly: %s", err)
+
+
+def run_id(logger) -> str | None:
+    try:
+        return logger.experiment.id if logger is not None else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def redact(value: Any) -> Any:
+    """Copies ``value`` with every key that looks like a credential replaced by ``***``."""
+    if isinstance(value, dict):
+        return {k: ("***" if _SECRET.search(str(k)) else redact(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
