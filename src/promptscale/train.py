@@ -13,7 +13,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from promptscale import tracking
@@ -38,8 +38,9 @@ def run(cfg: DictConfig) -> list[dict] | None:
         return None
     L.seed_everything(cfg.seed, workers=True)
     data = instantiate(cfg.data, seed=cfg.seed)
-    data.load(train=get_class(cfg.method._target_).trains)
+    data.load()
     method = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=list(cfg.data.tasks))
+    method.bind_records(data.records)
     data.attach(method.tokenizer, method.format, method.batch_size)
     counts = method.parameter_counts()
     run_name = f"{cfg.experiment_name}-{uuid.uuid4().hex[:8]}"

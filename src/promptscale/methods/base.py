@@ -98,6 +98,12 @@ class TextToTextModule(L.LightningModule):
         self.strict_loading = not self.frozen_backbone
 
     # -- what a method customises ---------------------------------------------------------
+    def bind_records(self, records: dict[tuple[str, str], list[dict]]) -> None:
+        """Sees the loaded records ``{(task, split): [record, ...]}`` before formatting.
+
+        A no-op here; prompt design draws its K-shot demonstrations from the train split.
+        """
+
     def format(self, task: str, record: dict, train: bool) -> list[Example]:
         """Text format of this method: T5's, with or without the task-name prefix."""
         return format_examples(task, record, prefix=self.task_prefix, train=train)
