@@ -1,0 +1,260 @@
+"""W&B dashboards: per-job summaries, a sweep summary run, and result rows pulled back from W&B.
+
+Three pieces, all offline-capable (``logger.mode``) and none able to fail a training run:
+
+- :func:`log_job_summary` (called by ``train.run`` at the end of every job) writes the best dev
+  metrics of the job into its run summary, so the W&B UI can draw score vs parameters from
+  finished runs alone. Every job run carries:
+
+  - ``group`` = ``experiment_name``; tags = method, model name, task names;
+  - config: the resolved job config plus ``params`` (``params.model_params`` is the frozen
+    backbone, the figure's x axis; ``params.trainable_params``; ``params.total_params``);
+  - summary: ``best/<task>/<metric>``, ``best/<task>/score``, ``best/<task>/step``,
+    ``best/score`` (mean task score over the job's scored tasks), and the flat keys ``method``,
+    ``model``, ``size``, ``model_params``, ``seed``, ``experiment``, ``setting``,
+    ``config_hash``.
+
+  In the UI: a scatter/line panel with x = ``summary.model_params`` (log scale), y =
+  ``summary.best/score``, grouped by ``summary.method`` (and ``summary.setting`` for Figure 3).
+
+- :func:`log_sweep_summary` (called by ``FigureCallback`` when a sweep ends) starts one extra
+  run (``job_type="summary"``) logging a ``wandb.Table`` of every result row (method, setting,
+  model, size, parameters, task, metric, seed, value), the score table, and one
+  score-vs-parameters line chart per method (``wandb.plot.line_series``, a line per setting).
+
+- :func:`fetch_rows` turns runs pulled with ``wandb.Api`` back into result rows, so
+  ``promptscale-figure --source wandb`` draws the same figure as from the local store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from promptscale.data.tasks import TASKS, get_task
+from promptscale.grouping import setting as setting_of
+from promptscale.results import config_hash, hashable_config
+
+log = logging.getLogger(__name__)
+PREFIX = "best"
+TABLE_COLUMNS = ("method", "setting", "model", "size", "parameters", "task", "metric", "seed", "value")
+
+
+# ---------------------------------------------------------------------- per job
+
+
+def job_summary(rows: list[dict]) -> dict[str, Any]:
+    """The summary keys of one job's run, from its result rows (see the module docstring)."""
+    if not rows:
+        return {}
+    first = rows[0]
+    out: dict[str, Any] = {
+        "method": first["method"], "model": first["model"], "size": first.get("size"),
+        "model_params": first["total_params"], "seed": first["seed"], "experiment": first["experiment"],
+        "setting": first.get("setting") or "", "config_hash": first["config_hash"],
+    }
+    per_task: dict[str, dict[str, float]] = {}
+    for r in rows:
+        out[f"{PREFIX}/{r['task']}/{r['metric']}"] = r["value"]
+        if r.get("step") is not None:
+            out[f"{PREFIX}/{r['task']}/step"] = r["step"]
+        per_task.setdefault(r["task"], {})[r["metric"]] = float(r["value"])
+    scores = []
+    for task, metrics in per_task.items():
+        wanted = TASKS[task].metrics if task in TASKS else tuple(metrics)
+        if all(m in metrics for m in wanted):
+            score = sum(metrics[m] for m in wanted) / len(wanted)
+            out[f"{PREFIX}/{task}/score"] = score
+            if task in TASKS and TASKS[task].in_score:
+                scores.append(score)
+    if scores:
+        out[f"{PREFIX}/score"] = sum(scores) / len(scores)
+    return out
+
+
+def log_job_summary(logger, rows: list[dict]) -> None:
+    """Writes :func:`job_summary` into the job's W&B run; a W&B problem is only logged."""
+    if logger is None or not rows:
+        return
+    try:
+        logger.experiment.summary.update(job_summary(rows))
+    except Exception as err:  # noqa: BLE001 - W&B must never fail a run
+        log.warning("W&B summary not written (%s: %s)", type(err).__name__, err)
+
+
+# ---------------------------------------------------------------------- sweep summary
+
+
+def dashboard(rows: list[dict]) -> dict[str, Any]:
+    """What the sweep summary run logs: ``{key: wandb.Table | wandb CustomChart}``.
+
+    Keys: ``results`` (every ok dev row), ``scores`` (the figure's score table, one row per
+    method x setting x model) and ``charts/<method>`` (SuperGLUE score vs frozen-model
+    parameters, one line per setting, mean over seeds).
+    """
+    import wandb
+
+    from promptscale.figures import method_name, score_table
+
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("split") == "val"]
+    table = wandb.Table(columns=list(TABLE_COLUMNS), data=[
+        [r["method"], r.get("setting") or "", r["model"], r.get("size") or r["model"], int(r["total_params"]),
+         r["task"], r["metric"], r["seed"], float(r["value"])]
+        for r in ok
+    ])
+    out: dict[str, Any] = {"results": table}
+    try:
+        scores = score_table(ok, by_setting=True)
+    except ValueError:  # no scored SuperGLUE task (e.g. only AX-b): the table alone
+        return out
+    out["scores"] = wandb.Table(dataframe=scores.drop(columns=["tasks"]).astype({"seeds": str}))
+    for method in dict.fromkeys(scores["method"]):
+        t = scores[scores["method"] == method]
+        xs, ys, keys = [], [], []
+        for key, line in t.groupby("setting", sort=False):
+            line = line.sort_values("total_params")
+            xs.append([int(x) for x in line["total_params"]])
+            ys.append([float(y) for y in line["mean"]])
+            keys.append(key or method_name(method))
+        out[f"charts/{method}"] = wandb.plot.line_series(
+            xs=xs, ys=ys, keys=keys, xname="parameters",
+            title=f"{method_name(method)}: SuperGLUE score vs. model parameters",
+        )
+    return out
+
+
+def log_sweep_summary(rows: list[dict], tracker, *, name: str, group: str | None, save_dir: str) -> str | None:
+    """Starts a ``job_type="summary"`` run that logs :func:`dashboard`; returns its id.
+
+    Args:
+        rows: The sweep's result rows.
+        tracker: A ``promptscale.tracking.WandbSettings`` (project, entity, mode, tags).
+        name: Run name, e.g. ``"demo-summary"``.
+        group: W&B group (the experiment name, as the jobs').
+        save_dir: Folder for the local (offline) run files.
+
+    Returns:
+        The run id, or ``None`` when W&B is disabled.
+    """
+    if tracker is None or tracker.mode == "disabled":
+        return None
+    import os
+
+    import wandb
+
+    os.makedirs(save_dir, exist_ok=True)
+    payload = dashboard(rows)
+    run = wandb.init(
+        project=tracker.project, entity=tracker.entity, mode=tracker.mode, name=name, group=group,
+        job_type="summary", tags=sorted({*tracker.tags, "summary"}), dir=save_dir,
+        settings=wandb.Settings(init_timeout=60, silent=True), reinit="finish_previous",
+    )
+    try:
+        run.log(payload)
+        return run.id
+    finally:
+        run.finish()
+
+
+# ---------------------------------------------------------------------- pulling runs back
+
+
+def _get(mapping: Any, *keys: str, default: Any = None) -> Any:
+    for key in keys:
+        if not isinstance(mapping, Mapping) or key not in mapping:
+            return default
+        mapping = mapping[key]
+    return mapping
+
+
+def _plain(value: Any) -> Any:
+    """W&B API values as plain Python dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    """A top-level config value as the run logged it (raw ``config.yaml`` wraps it: ``{"value": x}``)."""
+    if isinstance(value, Mapping) and "value" in value and set(value) <= {"value", "desc"}:
+        return value["value"]
+    return value
+
+
+def run_rows(run) -> list[dict]:
+    """Result rows of one ``wandb.apis.public.Run`` (its config and ``best/`` summary keys).
+
+    Returns no rows for runs that are not finished or have no ``best/`` metrics (failed jobs,
+    summary runs).
+    """
+    if getattr(run, "state", "finished") != "finished" or getattr(run, "job_type", None) == "summary":
+        return []
+    config = {k: _unwrap(v) for k, v in _plain(dict(run.config)).items()}
+    summary = _plain(dict(getattr(run.summary, "_json_dict", None) or run.summary))
+    params = config.get("params") or {}
+    target = _get(config, "method", "_target_") or ""
+    method = summary.get("method") or (target.rsplit(".", 2)[-2] if "." in target else target)
+    model_params = summary.get("model_params", params.get("model_params"))
+    if model_params is None:
+        return []
+    try:
+        chash = summary.get("config_hash") or config_hash(
+            hashable_config({k: v for k, v in config.items() if k != "params"})
+        )
+    except TypeError:
+        chash = None
+    try:
+        label = summary["setting"] if "setting" in summary else setting_of(config)
+    except KeyError:
+        label = ""
+    common = {
+        "run_id": run.name, "experiment": config.get("experiment_name", getattr(run, "group", None)),
+        "method": method, "model": _get(config, "model", "name"), "size": _get(config, "model", "size"),
+        "total_params": int(model_params),
+        "method_params": int(params.get("total_params", model_params)) - int(model_params),
+        "trainable_params": params.get("trainable_params"), "split": _get(config, "data", "eval_split", default="val"),
+        "seed": config.get("seed"), "config_hash": chash, "git_sha": None,
+        "timestamp": str(getattr(run, "created_at", "") or ""), "wandb_run_id": run.id, "status": "ok",
+        "setting": label or "", "source": "wandb",
+    }
+    rows = []
+    for key, value in summary.items():
+        parts = key.split("/")
+        if len(parts) != 3 or parts[0] != PREFIX or parts[2] in ("score", "step") or parts[1] not in TASKS:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        task, metric = parts[1], parts[2]
+        rows.append({**common, "task": task, "task_version": get_task(task).version, "metric": metric,
+                     "value": float(value), "step": summary.get(f"{PREFIX}/{task}/step")})
+    return sorted(rows, key=lambda r: (r["task"], r["metric"]))
+
+
+def fetch_rows(project: str, entity: str | None = None, group: str | None = None, api=None) -> list[dict]:
+    """Result rows of the finished runs of a W&B project (optionally one group = experiment).
+
+    Args:
+        project: W&B project.
+        entity: W&B entity (user or team); ``None`` for the API's default.
+        group: Only runs of this group (jobs are grouped by ``experiment_name``).
+        api: A ``wandb.Api`` (default: a new one; needs network and credentials).
+    """
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    path = f"{entity}/{project}" if entity else project
+    filters = {"group": group} if group else None
+    try:
+        runs: Iterable = api.runs(path, filters=filters, lazy=False)  # config and summary in one query
+    except TypeError:  # wandb < 0.21 has no lazy loading
+        runs = api.runs(path, filters=filters)
+    rows = []
+    for run in runs:
+        if group is not None and getattr(run, "group", group) != group:
+            continue
+        rows += run_rows(run)
+    return rows

@@ -1,0 +1,174 @@
+"""W&B dashboards, offline: per-job summaries, the sweep summary run, and figures drawn from runs
+pulled with ``wandb.Api`` (a fake Api serving runs recorded from real offline jobs)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pytest
+import wandb
+
+from promptscale import tracking
+from promptscale.figures import FigureCallback, main, score_table
+from promptscale.results import ResultsStore
+from promptscale.tracking import WandbSettings
+from promptscale.train import run
+from promptscale.wandb_report import TABLE_COLUMNS, dashboard, fetch_rows, job_summary, log_sweep_summary, run_rows
+
+
+@dataclass
+class FakeRun:
+    """The attributes of ``wandb.apis.public.Run`` that promptscale reads."""
+
+    id: str
+    name: str
+    group: str | None
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    tags: list[str] = field(default_factory=list)
+    state: str = "finished"
+    job_type: str | None = None
+    created_at: str = "2025-01-01T00:00:00"
+
+
+class FakeApi:
+    """``wandb.Api`` stand-in: ``runs(path, filters)`` over recorded runs, no network."""
+
+    def __init__(self, runs: list[FakeRun]) -> None:
+        self._runs = runs
+        self.calls: list[tuple[str, Any]] = []
+
+    def runs(self, path: str, filters: dict | None = None, **kwargs) -> list[FakeRun]:
+        self.calls.append((path, filters))
+        group = (filters or {}).get("group")
+        return [r for r in self._runs if group is None or r.group == group]
+
+
+@pytest.fixture
+def recorded_jobs(make_config, monkeypatch):
+    """Two real offline jobs; their W&B run (config, summary, tags, group) recorded at finish."""
+    recorded: list[FakeRun] = []
+    finish = tracking.finish
+
+    def record(logger, exit_code):
+        e = logger.experiment
+        recorded.append(FakeRun(e.id, e.name, e.group, copy.deepcopy(e.config.as_dict()),
+                                dict(e.summary._as_dict()), list(e.tags)))
+        finish(logger, exit_code)
+
+    monkeypatch.setattr(tracking, "finish", record)
+    rows = []
+    for model in ("tiny_s", "tiny_m"):
+        rows += run(make_config("task=cb", "logger=wandb", f"model={model}", "experiment_name=demo"))
+    return rows, recorded
+
+
+def test_job_runs_carry_chart_keys_and_pull_back_into_the_same_figure(recorded_jobs, monkeypatch, tmp_path):
+    rows, recorded = recorded_jobs
+    # what every job logs: group, tags, config.params, best/ summary keys
+    rec = recorded[0]
+    assert rec.group == "demo" and {"prompt_tuning", "tiny_s", "cb"} <= set(rec.tags)
+    assert rec.config["params"]["model_params"] == rows[0]["total_params"]
+    assert rec.config["model"]["name"] == "tiny_s" and rec.config["experiment_name"] == "demo"
+    s = rec.summary
+    assert s["best/cb/accuracy"] == pytest.approx(rows[0]["value"] if rows[0]["metric"] == "accuracy" else rows[1]["value"])
+    assert s["best/score"] == pytest.approx(s["best/cb/score"])
+    assert s["method"] == "prompt_tuning" and s["model_params"] == rows[0]["total_params"]
+    assert s["config_hash"] == rows[0]["config_hash"] and rec.id == rows[0]["wandb_run_id"]
+
+    # pulled back through wandb.Api: the same rows, the same figure
+    ignored = [
+        FakeRun("s1", "demo-summary", "demo", {}, {}, job_type="summary"),  # the sweep's summary run
+        FakeRun("c1", "demo-crash", "demo", recorded[0].config, recorded[0].summary, state="crashed"),
+        FakeRun("o1", "other-1", "other", recorded[0].config, recorded[0].summary),  # another group
+    ]
+    api = FakeApi(recorded + ignored)
+    monkeypatch.setattr(wandb, "Api", lambda *a, **k: api)
+    pulled = fetch_rows("promptscale", entity="me", group="demo")
+    key = ["run_id", "model", "total_params", "task", "metric", "seed", "config_hash", "setting"]
+    as_frame = lambda rs: pd.DataFrame(rs)[key + ["value"]].sort_values(key).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(as_frame(pulled), as_frame(rows), check_dtype=False)
+
+    assert main(["--source", "wandb", "--entity", "me", "--project", "promptscale", "--group", "demo",
+                 "--out", str(tmp_path / "wb"), "--no-reference"]) == 0
+    assert api.calls[-1] == ("me/promptscale", {"group": "demo"})
+    assert main(["--results", str(ResultsStore(tmp_path / "results.jsonl").path), "--experiment", "demo",
+                 "--out", str(tmp_path / "store"), "--no-reference"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "wb" / "figure1.csv"),
+                                  pd.read_csv(tmp_path / "store" / "figure1.csv"))
+
+
+def synthetic_runs() -> list[FakeRun]:
+    """Recorded-style runs of a Figure 3 sweep: prompt length 5 / 20 on two sizes, two seeds."""
+    runs = []
+    for length in (5, 20):
+        for k, (model, params) in enumerate((("small", 76_961_152), ("base", 247_577_856))):
+            for seed in (0, 1):
+                config = {"experiment_name": "ablation_prompt_length", "seed": seed,
+                          "model": {"name": model, "size": model}, "data": {"eval_split": "val", "tasks": ["rte"]},
+                          "method": {"_target_": "promptscale.methods.prompt_tuning.PromptTuning",
+                                     "prompt_length": length},
+                          "figure": {"group_by": ["method.prompt_length"]},
+                          "params": {"model_params": params, "total_params": params + length * 512,
+                                     "trainable_params": length * 512}}
+                acc = 50 + length / 5 + 10 * k + seed
+                # no "setting" summary key: recovered from config.figure.group_by
+                summary = {"best/rte/accuracy": acc, "best/rte/score": acc, "best/score": acc, "best/rte/step": 10}
+                runs.append(FakeRun(f"id{length}{k}{seed}", f"r{length}{k}{seed}", "ablation_prompt_length",
+                                    config, summary))
+    return runs
+
+
+def test_figure3_from_wandb(monkeypatch, tmp_path):
+    monkeypatch.setattr(wandb, "Api", lambda *a, **k: FakeApi(synthetic_runs()))
+    assert main(["--source", "wandb", "--project", "promptscale", "--figure", "3", "--out", str(tmp_path)]) == 0
+    csv = pd.read_csv(tmp_path / "figure3.csv")
+    cell = csv[(csv.setting == "prompt_length=20") & (csv.model == "base")].iloc[0]
+    assert cell["mean"] == pytest.approx(64.5) and cell["std"] == pytest.approx(0.5) and cell["panel"] == "a"
+    rows = run_rows(synthetic_runs()[0])
+    assert rows[0]["method"] == "prompt_tuning" and rows[0]["method_params"] == 5 * 512 and rows[0]["step"] == 10
+
+
+def test_dashboard_table_and_charts():
+    rows = [r for run_ in synthetic_runs() for r in run_rows(run_)]
+    d = dashboard(rows)
+    assert d["results"].columns == list(TABLE_COLUMNS)
+    assert len(d["results"].data) == len(rows)
+    assert d["results"].data[0][:6] == ["prompt_tuning", "prompt_length=5", "small", "small", 76_961_152, "rte"]
+    chart = d["charts/prompt_tuning"]
+    table = score_table(rows, by_setting=True)
+    points = {(key, x): y for x, key, y in chart.table.data}
+    assert len(points) == len(table)
+    for r in table.itertuples():
+        assert points[(r.setting, r.total_params)] == pytest.approx(r.mean)
+    assert job_summary([]) == {}
+
+
+def test_summary_run_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    rows = [r for run_ in synthetic_runs() for r in run_rows(run_)]
+    run_id = log_sweep_summary(rows, WandbSettings(mode="offline"), name="x-summary", group="x",
+                               save_dir=str(tmp_path))
+    assert run_id and list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert wandb.run is None
+    assert log_sweep_summary(rows, WandbSettings(mode="disabled"), name="n", group=None, save_dir=str(tmp_path)) is None
+
+
+def test_callback_logs_summary_and_never_fails(tmp_path, monkeypatch, caplog):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    store.append([r | {"git_sha": "x"} for run_ in synthetic_runs() for r in run_rows(run_)])
+    FigureCallback(str(store.path), str(tmp_path / "out"), "ablation_prompt_length",
+                   tracker=WandbSettings(mode="offline")).on_multirun_end(config=None)
+    assert (tmp_path / "out" / "figure3.png").exists()
+    assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+
+    def boom(*a, **k):
+        raise ConnectionError("api.wandb.ai unreachable")
+
+    monkeypatch.setattr(wandb, "init", boom)
+    FigureCallback(str(store.path), str(tmp_path / "out2"), "ablation_prompt_length",
+                   tracker=WandbSettings(mode="online")).on_multirun_end(config=None)
+    assert (tmp_path / "out2" / "figure3.png").exists() and "W&B SUMMARY NOT LOGGED" in caplog.text
