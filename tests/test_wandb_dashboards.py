@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import wandb
+from omegaconf import OmegaConf
 
 from promptscale import tracking
 from promptscale.figures import FigureCallback, main, score_table
@@ -160,8 +161,8 @@ def test_summary_run_offline(tmp_path, monkeypatch):
 def test_callback_logs_summary_and_never_fails(tmp_path, monkeypatch, caplog):
     store = ResultsStore(tmp_path / "results.jsonl")
     store.append([r | {"git_sha": "x"} for run_ in synthetic_runs() for r in run_rows(run_)])
-    FigureCallback(str(store.path), str(tmp_path / "out"), "ablation_prompt_length",
-                   tracker=WandbSettings(mode="offline")).on_multirun_end(config=None)
+    logger = OmegaConf.create({"logger": {"_target_": "promptscale.tracking.WandbSettings", "mode": "offline"}})
+    FigureCallback(str(store.path), str(tmp_path / "out"), "ablation_prompt_length").on_multirun_end(config=logger)
     assert (tmp_path / "out" / "figure3.png").exists()
     assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))
 
@@ -169,6 +170,6 @@ def test_callback_logs_summary_and_never_fails(tmp_path, monkeypatch, caplog):
         raise ConnectionError("api.wandb.ai unreachable")
 
     monkeypatch.setattr(wandb, "init", boom)
-    FigureCallback(str(store.path), str(tmp_path / "out2"), "ablation_prompt_length",
-                   tracker=WandbSettings(mode="online")).on_multirun_end(config=None)
+    logger.logger.mode = "online"
+    FigureCallback(str(store.path), str(tmp_path / "out2"), "ablation_prompt_length").on_multirun_end(config=logger)
     assert (tmp_path / "out2" / "figure3.png").exists() and "W&B SUMMARY NOT LOGGED" in caplog.text

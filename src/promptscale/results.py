@@ -47,7 +47,7 @@ ROW_FIELDS: tuple[str, ...] = (
 )
 """Keys every row must have. ``status`` is ``"ok"`` for metric rows of a finished run."""
 
-HASH_EXCLUDE: tuple[str, ...] = ("paths", "logger", "callbacks", "hydra", "results", "wandb")
+HASH_EXCLUDE: tuple[str, ...] = ("paths", "logger", "callbacks", "hydra", "results", "wandb", "figure")
 """Top-level config keys that say where/how a run is executed, not what it computes."""
 
 TRAINER_HASH_EXCLUDE: tuple[str, ...] = (
@@ -82,12 +82,19 @@ class ResultsStore:
 
     # ------------------------------------------------------------------ writing
 
-    def append(self, rows: list[dict]) -> None:
+    def append(self, rows: list[dict], *, once: bool = False) -> bool:
         """Appends all rows of one run atomically.
 
         Args:
             rows: Rows of one run; each must hold every key of :data:`ROW_FIELDS` and be
                 JSON-serialisable.
+            once: Write nothing if a finished run of the same ``config_hash`` is already in
+                the store. Checked under the lock, so two jobs of one config that ran in
+                parallel (a sweep launched twice, or a multi-task job named once per task)
+                are counted once.
+
+        Returns:
+            Whether the rows were written.
 
         Raises:
             ValueError: A row lacks a required field (nothing is written).
@@ -95,7 +102,7 @@ class ResultsStore:
         """
         rows = list(rows)
         if not rows:
-            return
+            return False
         for row in rows:
             _validate(row)
         # Serialise everything before taking the lock so a bad row writes nothing.
@@ -105,6 +112,8 @@ class ResultsStore:
         lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if once and any(self.has_config(h) for h in {r["config_hash"] for r in rows}):
+                return False
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 self._repair_tail(fd)
@@ -122,6 +131,7 @@ class ResultsStore:
         finally:
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
             os.close(lock_fd)
+        return True
 
     def _repair_tail(self, fd: int) -> None:
         """Under the lock: make the file end in a newline before appending.

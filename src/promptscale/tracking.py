@@ -27,12 +27,16 @@ class WandbSettings:
         entity: W&B team or user; ``None`` for the default.
         mode: ``offline`` (default, syncable later with ``wandb sync``), ``online`` or ``disabled``.
         tags: Extra tags; every run is also tagged with its method, model and tasks.
+        api_key: W&B key for ``online``; ``None`` reads ``WANDB_API_KEY`` / ``wandb login``. Set
+            it only as ``${oc.env:WANDB_API_KEY}``: Hydra saves configs unresolved, and the
+            resolved value is redacted from everything logged.
     """
 
     project: str = "promptscale"
     entity: str | None = None
     mode: str = "offline"
     tags: list[str] = field(default_factory=list)
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -49,7 +53,7 @@ class WandbSettings:
             logger = WandbLogger(
                 project=self.project, entity=self.entity, name=name, group=group, save_dir=save_dir,
                 offline=self.mode == "offline", tags=sorted(set(self.tags) | set(tags)),
-                settings=_settings(),
+                settings=_settings(self.api_key),
             )
             logger.experiment.config.update(redact(config), allow_val_change=True)  # starts the run now
             return logger
@@ -58,10 +62,10 @@ class WandbSettings:
             return None
 
 
-def _settings():
+def _settings(api_key: str | None = None):
     import wandb
 
-    return wandb.Settings(init_timeout=60, silent=True)
+    return wandb.Settings(init_timeout=60, silent=True, **({"api_key": api_key} if api_key else {}))
 
 
 def finish(logger, exit_code: int) -> None:
@@ -81,10 +85,27 @@ def run_id(logger) -> str | None:
         return None
 
 
-def redact(value: Any) -> Any:
-    """Copies ``value`` with every key that looks like a credential replaced by ``***``."""
+def redact(value: Any, keys: bool = True) -> Any:
+    """Copies ``value`` with credentials replaced by ``***``.
+
+    Masks the value of every key that looks like a credential (``keys=True``) and, under any
+    key, every string holding the value of a credential environment variable (``WANDB_API_KEY``,
+    ``HF_TOKEN``, ...), e.g. one interpolated with ``${oc.env:...}`` into an innocent-looking key.
+    """
+    return _redact(value, keys, _secret_values())
+
+
+def _secret_values() -> set[str]:
+    return {v for k, v in os.environ.items() if _SECRET.search(k) and len(v) >= 8}
+
+
+def _redact(value: Any, keys: bool, secrets: set[str]) -> Any:
     if isinstance(value, dict):
-        return {k: ("***" if _SECRET.search(str(k)) else redact(v)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
+        return {k: "***" if keys and _SECRET.search(str(k)) else _redact(v, keys, secrets)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact(v, keys, secrets) for v in value]
+    if isinstance(value, str) and any(s in value for s in secrets):
+        for s in secrets:
+            value = value.replace(s, "***")
     return value

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Sampler
 from promptscale.data.example import Example
 from promptscale.data.superglue import DataSource, load_records
 from promptscale.data.tasks import get_task
+from promptscale.distributed import rank_and_world, resumable, shard_eval_batches
 
 Formatter = Callable[[str, dict, bool], list[Example]]  # (task, record, train) -> examples
 IGNORE = -100  # label id the loss ignores
@@ -73,6 +74,44 @@ class MixtureSampler(Sampler[int]):
             cursors[t] += 1
 
 
+class BucketBatchSampler(Sampler[list[int]]):
+    """Training batches of similar input length, drawn from a sampler's order.
+
+    The sampler's order (e.g. ``MixtureSampler``'s) is cut into chunks of ``chunk_batches``
+    batches; each chunk is sorted by length, cut into batches, and the chunk's batches are
+    shuffled. Every chunk holds exactly the examples the sampler drew, so mixing rates are
+    unchanged and only the order inside a chunk differs; the order is a pure function of
+    (seed, epoch), like the sampler's.
+    """
+
+    def __init__(self, sampler: Sampler[int], lengths: Sequence[int], batch_size: int, seed: int,
+                 chunk_batches: int = 50) -> None:
+        self.sampler = sampler
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.seed = seed
+        self.chunk_batches = chunk_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if callable(getattr(self.sampler, "set_epoch", None)):
+            self.sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 7_919)  # not the sampler's stream
+        order = list(self.sampler)
+        span = self.batch_size * self.chunk_batches
+        for start in range(0, len(order), span):
+            chunk = sorted(order[start : start + span], key=lambda i: self.lengths[i])  # stable
+            batches = [chunk[s : s + self.batch_size] for s in range(0, len(chunk), self.batch_size)]
+            for j in torch.randperm(len(batches), generator=gen).tolist():
+                yield batches[j]
+
+
 class SuperGlueDataModule(L.LightningDataModule):
     """SuperGLUE tasks as text-to-text batches.
 
@@ -90,6 +129,13 @@ class SuperGlueDataModule(L.LightningDataModule):
         eval_limit: Keep only the first N evaluation records per task.
         num_workers: DataLoader workers.
         seed: Seed of the training order.
+        target_sentinel: Prepend T5's first sentinel ``<extra_id_0>`` to every target and to
+            every rank-classification choice (Lester et al. 2021, Figure 3c "span corruption +
+            sentinel": targets look like span-corruption outputs). Generated text loses it in
+            decoding (``skip_special_tokens=True`` drops sentinels) before T5's postprocessing.
+        bucket_by_length: Batch training examples of similar input length (``BucketBatchSampler``:
+            chunks of 50 batches sorted by length, batch order shuffled): far less padding on
+            mixed-length mixtures, same examples and mixing rates; off keeps the mixture's order.
     """
 
     def __init__(
@@ -106,6 +152,8 @@ class SuperGlueDataModule(L.LightningDataModule):
         eval_limit: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        target_sentinel: bool = False,
+        bucket_by_length: bool = False,
     ) -> None:
         super().__init__()
         if not tasks:
@@ -127,6 +175,8 @@ class SuperGlueDataModule(L.LightningDataModule):
         self.eval_limit = eval_limit
         self.num_workers = num_workers
         self.seed = seed
+        self.target_sentinel = target_sentinel
+        self.bucket_by_length = bucket_by_length
         self.records: dict[tuple[str, str], list[dict]] = {}
         self.train_items: list[Item] = []
         self.eval_items: list[Item] = []
@@ -162,9 +212,9 @@ class SuperGlueDataModule(L.LightningDataModule):
         if not examples:
             return []
         inputs = self._ids([ex.inputs for ex in examples], self.max_input_length)
-        targets = self._ids([ex.targets for ex in examples], self.max_target_length)
+        targets = self._sentinel(self._ids([ex.targets for ex in examples], self.max_target_length))
         choice_texts = sorted({c for ex in examples for c in ex.choices}) if not train else []
-        choice_ids = dict(zip(choice_texts, self._ids(choice_texts, self.max_target_length)))
+        choice_ids = dict(zip(choice_texts, self._sentinel(self._ids(choice_texts, self.max_target_length))))
         return [
             Item(ex, i, t, tuple(choice_ids[c] for c in ex.choices) if not train else ())
             for ex, i, t in zip(examples, inputs, targets)
@@ -175,6 +225,17 @@ class SuperGlueDataModule(L.LightningDataModule):
             return []
         return self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
 
+    def _sentinel(self, ids: list[list[int]]) -> list[list[int]]:
+        """Target ids with ``<extra_id_0>`` in front when ``target_sentinel`` (kept within the length)."""
+        if not self.target_sentinel:
+            return ids
+        sentinel = self.tokenizer.convert_tokens_to_ids("<extra_id_0>")
+        if sentinel is None or sentinel == self.tokenizer.unk_token_id:
+            raise ValueError("data.target_sentinel=true needs a T5 tokenizer with <extra_id_0>")
+        n = self.max_target_length
+        # Over length: cut the text, keep the sentinel in front and the closing </s> at the end.
+        return [[sentinel, *seq] if len(seq) < n else [sentinel, *seq[: n - 2], seq[-1]] for seq in ids]
+
     def eval_examples(self) -> list[Example]:
         return [item.example for item in self.eval_items]
 
@@ -183,11 +244,21 @@ class SuperGlueDataModule(L.LightningDataModule):
         if not self.train_items:
             raise ValueError(f"no training examples for tasks {self.tasks}")
         sampler = MixtureSampler(self.task_sizes, self.mixing_cap, self.seed)
-        return DataLoader(self.train_items, batch_size=self.batch_size, sampler=sampler,
-                          collate_fn=self.collate_train, num_workers=self.num_workers)
+        if self.bucket_by_length:
+            lengths = [len(item.input_ids) for item in self.train_items]
+            batches = BucketBatchSampler(sampler, lengths, self.batch_size, self.seed)
+            loader = DataLoader(self.train_items, batch_sampler=batches, collate_fn=self.collate_train,
+                                num_workers=self.num_workers)
+        else:
+            loader = DataLoader(self.train_items, batch_size=self.batch_size, sampler=sampler,
+                                collate_fn=self.collate_train, num_workers=self.num_workers)
+        # per-rank slice of each global batch; skips consumed batches on a mid-epoch resume
+        return resumable(loader, *rank_and_world(self.trainer))
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.eval_items, batch_sampler=self.eval_batches(),
+        # rank-sharded without a DistributedSampler (whose padding would score examples twice)
+        batches = shard_eval_batches(self.eval_batches(), *rank_and_world(self.trainer))
+        return DataLoader(self.eval_items, batch_sampler=batches,
                           collate_fn=self.collate_eval, num_workers=self.num_workers)
 
     def eval_batches(self) -> list[list[int]]:

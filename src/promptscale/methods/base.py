@@ -16,14 +16,18 @@ from dataclasses import dataclass, field
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.optimization import Adafactor
 
 from promptscale.data.example import Example
 from promptscale.data.formats import format_examples, t5_postprocess
 from promptscale.data.tasks import get_task
+from promptscale.distributed import gather_predictions
 from promptscale.metrics import score_examples, task_score
 from promptscale.models import ModelSpec
+from promptscale.modules.attention import use_shared_bias_attention
 
 log = logging.getLogger(__name__)
 EVAL_MODES = ("rank", "generate")
@@ -36,6 +40,7 @@ class TaskResult:
     score: float = float("-inf")
     step: int = -1
     metrics: dict[str, float] = field(default_factory=dict)
+    examples: int = 0  # evaluation examples scored (each once, also across ranks)
 
 
 class TextToTextModule(L.LightningModule):
@@ -60,6 +65,7 @@ class TextToTextModule(L.LightningModule):
     task_prefix: bool = True  # keep the task name in the input (T5 / multi-task style)
     trains: bool = True  # False for methods with no training step (prompt design)
     frozen_backbone: bool = False  # checkpoints keep only trainable tensors when True
+    multi_task: bool = False  # trains on every task of a job at once (see train.use_joint_tasks)
 
     def __init__(
         self,
@@ -104,6 +110,13 @@ class TextToTextModule(L.LightningModule):
         A no-op here; prompt design draws its K-shot demonstrations from the train split.
         """
 
+    def result_fields(self) -> dict[str, object]:
+        """Method-specific facts added to every result row (prompt design: template, shots).
+
+        Empty here; keys must not clash with the standard row fields (``train.result_rows``).
+        """
+        return {}
+
     def format(self, task: str, record: dict, train: bool) -> list[Example]:
         """Text format of this method: T5's, with or without the task-name prefix."""
         return format_examples(task, record, prefix=self.task_prefix, train=train)
@@ -137,6 +150,20 @@ class TextToTextModule(L.LightningModule):
             scale_parameter=False, relative_step=False, warmup_init=False,
         )
 
+    def setup(self, stage: str) -> None:
+        """Speedups with bitwise-identical results, applied once the subclass has built its model.
+
+        * On plain SDPA, T5's position-bias mask is merged once per stack instead of once per
+          layer (``modules/attention.py``); other backends (prefix tuning's) are left alone.
+        * Under ``bf16-mixed``, frozen ``nn.Linear`` weights are stored in bf16: autocast would
+          cast them before every matmul anyway (it caches casts only of weights that require
+          grad), so this saves a cast of every frozen weight per forward pass and half their
+          memory. Embeddings, norms and trainable tensors stay fp32; ``32-true`` is unchanged.
+        """
+        use_shared_bias_attention(self.model)
+        if self.frozen_backbone and str(self.trainer.precision) == "bf16-mixed":
+            cast_frozen_linears(self.model, torch.bfloat16)
+
     # -- evaluation -------------------------------------------------------------------------
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[BaseModelOutput, torch.Tensor]:
         """Runs the encoder once; returns its output [B, T', H] and the matching mask [B, T']."""
@@ -147,10 +174,13 @@ class TextToTextModule(L.LightningModule):
         """Sum of token log-probabilities of every candidate [C], each example encoded once."""
         encoded, mask = self.encode(batch["input_ids"], batch["attention_mask"])
         owner = batch["choice_owner"]  # [C] example index of each candidate
-        hidden = encoded.last_hidden_state[owner]  # [C, T', H]
+        hidden = encoded.last_hidden_state  # [B, T', H]
         labels = batch["choice_labels"]  # [C, L], IGNORE-padded
-        logits = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
-                            attention_mask=mask[owner], labels=labels).logits  # [C, L, V]
+        # Cross-attention keys/values are projected once per example, not once per choice (the
+        # decoder reads them from the cache), and no loss is computed: only the logits are used.
+        logits = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
+                            attention_mask=mask[owner], decoder_input_ids=self.model._shift_right(labels),
+                            cache=cross_attention_cache(self.model, hidden, owner), use_cache=True).logits  # [C, L, V]
         logp = F.log_softmax(logits.float(), dim=-1)
         token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [C, L]
         return (token_logp * (labels >= 0)).sum(dim=-1)  # [C]
@@ -198,14 +228,18 @@ class TextToTextModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         scores = []
-        for task, metrics in self.compute_metrics(self._predictions).items():
+        predictions = gather_predictions(self._predictions)  # every rank's, each example once
+        counts: dict[str, int] = {}
+        for ex, _ in predictions:
+            counts[ex.task] = counts.get(ex.task, 0) + 1
+        for task, metrics in self.compute_metrics(predictions).items():
             score = task_score(task, metrics)
             scores.append(score)
             for name, value in metrics.items():
                 self.log(f"val/{task}/{name}", value)
             self.log(f"val/{task}/score", score)
             if score > self.best.setdefault(task, TaskResult()).score:
-                self.best[task] = TaskResult(score, self.global_step, metrics)
+                self.best[task] = TaskResult(score, self.global_step, metrics, counts[task])
         if scores:
             self.log("val/score", sum(scores) / len(scores), prog_bar=True)
 
@@ -242,3 +276,27 @@ def count(params) -> int:
             seen.add(id(p))
             total += p.numel()
     return total
+
+
+def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> None:
+    """Casts the weight of every ``nn.Linear`` that does not train to ``dtype``, in place."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and not module.weight.requires_grad and module.weight.dtype != dtype:
+            module.weight.data = module.weight.data.to(dtype)
+
+
+def cross_attention_cache(model: nn.Module, hidden: torch.Tensor, owner: torch.Tensor) -> EncoderDecoderCache:
+    """Every decoder layer's cross-attention keys/values of ``hidden`` [B, T, H], one row per choice.
+
+    Projected once per example, then indexed by ``owner`` [C]: [C, heads, T, d_kv] per layer.
+    The layers' own ``k``/``v`` modules run, so adapters on them (LoRA) apply.
+    """
+    batch, length = hidden.shape[:2]
+    layers = []
+    for block in model.decoder.block:
+        attention = block.layer[1].EncDecAttention
+        shape = (batch, length, -1, attention.key_value_proj_dim)
+        key = attention.k(hidden).view(shape).transpose(1, 2)[owner]  # [C, heads, T, d_kv]
+        value = attention.v(hidden).view(shape).transpose(1, 2)[owner]  # [C, heads, T, d_kv]
+        layers.append((key, value))
+    return EncoderDecoderCache(DynamicCache(), DynamicCache(layers))

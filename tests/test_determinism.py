@@ -1,0 +1,28 @@
+"""Determinism on CPU: the same config and seed give identical metrics, run after run."""
+
+import pytest
+import torch
+
+from conftest import compose_config
+from promptscale.train import run
+
+# model tuning with dropout, across epochs and two evaluations
+SETUP = ["model=tiny_s", "logger=none", "trainer.enable_progress_bar=false", "method=model_tuning", "task=rte",
+         "data.batch_size=4", "data.train_limit=8", "data.eval_limit=8", "trainer.max_steps=4",
+         "trainer.val_check_interval=2"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster (and as deterministically) on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+    first = run(compose_config(tmp_path / "a", SETUP))
+    second = run(compose_config(tmp_path / "b", SETUP))
+    assert [(r["config_hash"], r["metric"], r["value"], r["step"]) for r in first] == \
+           [(r["config_hash"], r["metric"], r["value"], r["step"]) for r in second]

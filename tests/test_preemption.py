@@ -1,0 +1,97 @@
+"""Preemption: a signal mid-training saves ``last.ckpt`` and exits; re-running resumes from that
+step (not from 0) and ends with exactly the numbers of an uninterrupted run."""
+
+import os
+import signal
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from conftest import compose_config
+from promptscale.results import ResultsStore
+from promptscale.resume import Preempted
+from promptscale.train import run
+
+# 16 CB examples in batches of 4: 4 steps per epoch, so step 5 is mid-epoch; evaluation every 4
+# steps; dropout on (tiny_s has 0.1), so a resume that got the RNG wrong would show.
+SETUP = ["method=model_tuning", "task=cb", "data.train_limit=16", "data.eval_limit=8",
+         "trainer.max_steps=12", "trainer.val_check_interval=4", "callbacks.resume.every_n_steps=3"]
+
+
+@pytest.fixture(autouse=True, scope="module")  # before `uninterrupted`: same threads, same numbers
+def one_thread():
+    """Tiny models run faster (and as deterministically) on one intra-op thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class SignalAtStep(L.Callback):
+    """Sends ``signum`` to this process from inside training step ``step`` (counted from 1)."""
+
+    def __init__(self, step: int, signum: str) -> None:
+        self.step, self.signum = step, signal.Signals[signum]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step - 1:
+            os.kill(os.getpid(), self.signum)
+
+
+class FirstStep(L.Callback):
+    """Records the global step of the first training batch of each fit."""
+
+    seen: list[int] = []
+
+    def on_train_start(self, trainer, pl_module):
+        self.recorded = False
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if not self.recorded:
+            FirstStep.seen.append(trainer.global_step)
+            self.recorded = True
+
+
+def values(rows):
+    return {(r["task"], r["metric"]): (r["value"], r["step"]) for r in rows}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    runs = {}
+
+    def rows(*extra: str):
+        if extra not in runs:
+            runs[extra] = run(compose_config(tmp_path_factory.mktemp("unbroken"), [
+                "model=tiny_s", "logger=none", "trainer.enable_progress_bar=false", "data.batch_size=4",
+                *SETUP, *extra]))
+        return runs[extra]
+
+    return rows
+
+
+@pytest.mark.parametrize("signum,step,extra", [
+    ("SIGUSR1", 5, ()),  # mid-epoch
+    ("SIGTERM", 8, ()),  # an evaluation step: saved after the evaluation
+    ("SIGUSR1", 5, ("trainer.accumulate_grad_batches=2",)),  # signal mid-accumulation: saved after the step
+])
+def test_signal_saves_exits_and_resumes_where_it_stopped(make_config, uninterrupted, signum, step, extra):
+    probe = "+callbacks.probe={_target_:test_preemption.FirstStep}"
+    cfg = make_config(*SETUP, *extra, f"+callbacks.signal={{_target_:test_preemption.SignalAtStep,step:{step},"
+                      f"signum:{signum}}}", probe)
+    handler_before = signal.getsignal(signal.Signals[signum])
+    FirstStep.seen.clear()
+    with pytest.raises(Preempted) as stop:
+        run(cfg)
+    assert stop.value.code == 128 + signal.Signals[signum] and stop.value.step == step
+    assert signal.getsignal(signal.Signals[signum]) == handler_before  # our handler is gone again
+    assert ResultsStore(cfg.results).rows() == []  # an unfinished job writes no rows
+    last = list(Path(cfg.paths.root).glob("checkpoints/*/last.ckpt"))
+    assert len(last) == 1
+
+    rows = run(make_config(*SETUP, *extra, probe))  # the requeued job: same config, no signal
+    assert FirstStep.seen == [0, step]  # the second attempt started at the saved step, not at 0
+    assert values(rows) == values(uninterrupted(*extra))
+    assert not last[0].exists()  # finished: the resume checkpoint is cleaned up
