@@ -205,7 +205,12 @@ class ResumeCheckpoint(L.Callback):
             return
         path = self.last_path
         tmp = path.with_name(path.name + ".tmp")
-        trainer.save_checkpoint(tmp)  # every rank: sharded strategies write their own shard
+        module = trainer.lightning_module
+        module.saving_for_resume = True  # full training state, not a slimmed artifact
+        try:
+            trainer.save_checkpoint(tmp)  # every rank: sharded strategies write their own shard
+        finally:
+            module.saving_for_resume = False
         trainer.strategy.barrier("resume-save")
         if trainer.is_global_zero:
             _replace(tmp, path)  # a SIGKILL mid-write leaves the previous last.ckpt intact

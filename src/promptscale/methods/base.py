@@ -102,6 +102,7 @@ class TextToTextModule(L.LightningModule):
         self.best: dict[str, TaskResult] = {}
         self._predictions: list[tuple[Example, int | str]] = []
         self.strict_loading = not self.frozen_backbone
+        self.saving_for_resume = False  # set by resume.ResumeCheckpoint while it writes last.ckpt
 
     # -- what a method customises ---------------------------------------------------------
     def bind_records(self, records: dict[tuple[str, str], list[dict]]) -> None:

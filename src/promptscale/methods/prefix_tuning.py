@@ -101,8 +101,11 @@ class PrefixTuning(TextToTextModule):
 
         The MLP is a training device (Li & Liang drop it), so a reparameterised run's checkpoint
         also drops the optimizer state that refers to it: the file is an inference artifact.
+        Resume checkpoints (``last.ckpt``) keep the MLP and the optimizer, so training goes on.
         """
         super().on_save_checkpoint(checkpoint)
+        if self.saving_for_resume:
+            return
         checkpoint["state_dict"] = {f"prefixes.{name}.prefix": kv for name, kv in self.projected_prefixes().items()}
         if any(encoder.reparameterized for encoder in self.prefixes.values()):
             checkpoint.pop("optimizer_states", None)
@@ -112,7 +115,7 @@ class PrefixTuning(TextToTextModule):
         """Folds reparameterised sets into direct prefixes so the projected tensors load into them."""
         super().on_load_checkpoint(checkpoint)
         for name, encoder in self.prefixes.items():
-            if f"prefixes.{name}.prefix" in checkpoint["state_dict"]:
+            if f"prefixes.{name}.prefix" in checkpoint["state_dict"] and encoder.reparameterized:
                 encoder.fold()
 
     def export_prefixes(self, path: str | Path) -> None:
