@@ -1,0 +1,291 @@
+"""What every benchmark section shares: settings, methods, synthetic data, timing, FLOP counts."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import random
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from promptscale.data.datamodule import Item, SuperGlueDataModule
+from promptscale.data.example import Example
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+PEAK_DTYPE = {"bf16-mixed": torch.bfloat16, "32-true": torch.float32}
+
+
+@dataclass
+class Settings:
+    """One benchmark run. ``Settings.full()`` is the README run; ``Settings.tiny()`` the smoke test.
+
+    Attributes:
+        tiny: Tiny shapes, one repeat (plumbing only; its numbers mean nothing).
+        sizes: ``conf/model`` names whose architecture is benchmarked (random init).
+        eval_sizes: Sizes of the evaluation comparison.
+        memory_sizes: Sizes of the memory subprocesses.
+        repeats: Alternating repeats per comparison; medians over them are reported.
+        warmup_steps: Training steps per repeat that are not timed (first-step allocations).
+        measure_steps: Timed training steps per repeat.
+        batch_size: Training batch size (the same for every arm).
+        input_range: Training input lengths, uniform in [lo, hi] tokens (RTE-like).
+        eval_per_task: Evaluation records per classification task.
+        eval_batch_size: Evaluation batch size.
+        device: ``cpu`` or ``cuda``.
+        precision: Lightning precision of every arm (``bf16-mixed``: bf16 autocast, fp32 weights).
+        peak_n: Side of the square matmul whose FLOP/s is the utilisation peak.
+        seed: Seed of the synthetic data and of the random weights.
+    """
+
+    tiny: bool = False
+    sizes: tuple[str, ...] = ("small", "base")
+    eval_sizes: tuple[str, ...] = ("small",)
+    memory_sizes: tuple[str, ...] = ("small", "base")
+    repeats: int = 3
+    warmup_steps: int = 1
+    measure_steps: int = 2
+    batch_size: int = 4
+    input_range: tuple[int, int] = (40, 80)
+    eval_per_task: int = 4
+    eval_batch_size: int = 8
+    device: str = "cpu"
+    precision: str = "bf16-mixed"
+    peak_n: int = 2048
+    seed: int = 0
+    memory_parallel: int = 2
+    memory_methods: tuple[str, ...] | None = None  # None: every method in conf/method that trains
+    loop_arm_sizes: tuple[str, ...] = ("small",)  # sizes with the bare-loop arm (Trainer overhead)
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def tiny_run(cls, device: str) -> Settings:
+        return cls(tiny=True, sizes=("tiny_s",), eval_sizes=("tiny_s",), memory_sizes=("tiny_s",),
+                   repeats=1, warmup_steps=1, measure_steps=1, batch_size=2, input_range=(8, 24),
+                   eval_per_task=1, eval_batch_size=4, device=device, peak_n=256, loop_arm_sizes=("tiny_s",),
+                   memory_methods=("model_tuning", "prompt_tuning"))
+
+    @property
+    def steps(self) -> int:
+        return self.warmup_steps + self.measure_steps
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def quiet() -> None:
+    """Silences the progress and advice messages of Lightning, transformers and PEFT."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "transformers", "peft", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    with contextlib.suppress(Exception):
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+
+
+def autocast(settings: Settings):
+    """The autocast Lightning's ``bf16-mixed`` plugin applies (a no-op for ``32-true``)."""
+    if settings.precision == "bf16-mixed":
+        return torch.autocast(settings.device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# -- methods -----------------------------------------------------------------------------------
+def method_names() -> list[str]:
+    """Every method of ``conf/method`` at run time (others may add some while this runs)."""
+    return sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
+
+
+def compose_config(size: str, method: str, tasks: str = "rte"):
+    """The job config ``promptscale-train`` would compose, with a random-init backbone."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("train", overrides=[
+            f"model={size}", "model.init=random", "model.tokenizer=embedded", f"method={method}",
+            f"task={tasks}", "logger=none", "paths.root=/tmp/promptscale-bench", "paths.output_dir=/tmp/promptscale-bench",
+        ])
+
+
+def method_trains(method: str) -> bool:
+    """Whether ``method`` has a training step (read from its class, without building it)."""
+    from hydra.utils import get_class
+
+    return bool(getattr(get_class(compose_config("tiny_s", method).method._target_), "trains", True))
+
+
+def build_method(size: str, method: str, seed: int, tasks: str = "rte"):
+    """Our LightningModule for ``method`` at ``size`` (random weights drawn from ``seed``)."""
+    from hydra.utils import instantiate
+
+    cfg = compose_config(size, method, tasks)
+    torch.manual_seed(seed)
+    module = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=list(cfg.data.tasks))
+    return module, cfg
+
+
+def build_spec(size: str):
+    from hydra.utils import instantiate
+
+    return instantiate(compose_config(size, "model_tuning").model)
+
+
+# -- synthetic data ----------------------------------------------------------------------------
+def random_ids(length: int, rng: random.Random, vocab: int) -> list[int]:
+    """``length`` token ids ending in ``</s>`` (id 1), as the T5 tokenizer's output does."""
+    return [rng.randrange(3, vocab) for _ in range(max(length - 1, 0))] + [1]
+
+
+def train_items(tokenizer, n: int, lengths: tuple[int, int], seed: int) -> list[Item]:
+    """``n`` RTE-like training items: random input ids of uniform length, real label targets."""
+    rng = random.Random(seed)
+    targets = [tokenizer(w)["input_ids"] for w in ("entailment", "not_entailment")]
+    vocab = min(len(tokenizer), 2000)
+    items = []
+    for i in range(n):
+        ex = Example(task="rte", inputs="", targets="", choices=(), label=-1, group=str(i), answers=())
+        items.append(Item(ex, random_ids(rng.randint(*lengths), rng, vocab), targets[i % 2]))
+    return items
+
+
+def collator(tokenizer) -> SuperGlueDataModule:
+    """A datamodule whose ``collate_train`` / ``collate_eval`` pad exactly as training does."""
+    data = SuperGlueDataModule(tasks=["rte"])
+    data.tokenizer = tokenizer
+    return data
+
+
+def batch_tokens(batch: dict) -> tuple[int, int]:
+    """(real tokens: non-pad inputs + target tokens, computed tokens: padded input + target)."""
+    real = int(batch["attention_mask"].sum()) + int((batch["labels"] >= 0).sum())
+    return real, batch["input_ids"].numel() + batch["labels"].numel()
+
+
+# -- timing ------------------------------------------------------------------------------------
+def alternate(arms: dict[str, Callable[[], dict]], repeats: int, log: Callable[[str], None]) -> dict[str, list[dict]]:
+    """Runs every arm once per repeat, reversing the order on odd repeats; returns their results.
+
+    Alternation puts each arm under the same background load (other processes on the cores)
+    and cancels drift; the caller reports medians and per-repeat paired ratios.
+    """
+    out: dict[str, list[dict]] = {name: [] for name in arms}
+    names = list(arms)
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else names[::-1]:
+            gc.collect()
+            t0 = time.perf_counter()
+            try:
+                out[name].append(arms[name]())
+            except Exception as err:  # an arm that breaks is reported, not fatal
+                out[name].append({"error": f"{type(err).__name__}: {err}"[:300]})
+            log(f"  repeat {r + 1}/{repeats} {name}: {time.perf_counter() - t0:.1f}s wall")
+    return out
+
+
+def median(values: Sequence[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def paired_ratio(a: list[dict], b: list[dict], key: str) -> float | None:
+    """Median over repeats of ``a[r][key] / b[r][key]`` (pairs share a repeat's load)."""
+    ratios = [x[key] / y[key] for x, y in zip(a, b) if key in x and key in y and y[key]]
+    return median(ratios)
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int, min_seconds: float = 0.3) -> dict:
+    """FLOP/s of an ``n`` x ``n`` x ``n`` matmul in ``dtype``: the utilisation denominator."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    iters, t0 = 0, time.perf_counter()
+    while True:
+        a @ b
+        iters += 1
+        sync(device)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds and iters >= 3:
+            break
+    return {"seconds": elapsed, "flops": 2.0 * n**3 * iters, "flop_per_s": 2.0 * n**3 * iters / elapsed}
+
+
+def load() -> list[float]:
+    """1-, 5- and 15-minute load averages: how busy the machine was."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- FLOP counting -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Extras:
+    """What a method adds to the backbone's sequences (positions or attention keys)."""
+
+    encoder_prompt: int = 0  # positions prepended to the encoder input (prompt tuning)
+    encoder_self_keys: int = 0  # keys added to every encoder self-attention (prefix tuning)
+    decoder_self_keys: int = 0
+    decoder_cross_keys: int = 0
+
+
+def method_extras(module) -> Extras:
+    """Reads the prompt / prefix lengths of one of our modules (zero where it has none)."""
+    prompt = getattr(getattr(module, "prompt", None), "length", 0)
+    keys = {}
+    prefixes = getattr(module, "prefixes", None)
+    if prefixes is not None:
+        for name, encoder in prefixes.items():
+            keys[name] = encoder.shape[3]  # [L, 2, H, P, D]
+    return Extras(int(prompt), keys.get("encoder_self", 0), keys.get("decoder_self", 0), keys.get("decoder_cross", 0))
+
+
+def t5_forward_flops(spec, batch: int, enc_len: int, dec_len: int, extras: Extras = Extras()) -> tuple[float, float]:
+    """Forward matmul FLOPs of T5 on padded shapes: (weight matmuls, attention matmuls).
+
+    Counted per matmul (2 m n k): encoder q/k/v/o, gated FFN wi_0/wi_1/wo, scores and
+    attention x values; decoder self- and cross-attention the same (cross-attention keys and
+    values project the encoder output), LM head over the vocabulary. Embedding lookups,
+    norms, softmax, dropout and adapter matmuls (LoRA, prefix MLP) are not counted.
+    """
+    d, ff, heads, dkv, layers, vocab = spec.d_model, spec.d_ff, spec.num_heads, spec.d_kv, spec.num_layers, spec.vocab_size
+    inner = heads * dkv
+    t = enc_len + extras.encoder_prompt
+    s = dec_len
+    enc_w = 2 * batch * t * (4 * d * inner + 3 * d * ff)
+    enc_a = 2 * 2 * batch * heads * t * (t + extras.encoder_self_keys) * dkv
+    dec_w = 2 * batch * (s * (4 * d * inner + 2 * d * inner + 3 * d * ff) + t * 2 * d * inner)
+    dec_a = 2 * 2 * batch * heads * s * ((s + extras.decoder_self_keys) + (t + extras.decoder_cross_keys)) * dkv
+    head = 2 * batch * s * d * vocab
+    return float(layers * (enc_w + dec_w) + head), float(layers * (enc_a + dec_a))
+
+
+def training_flops(spec, batch: dict, extras: Extras, backbone_trains: bool) -> float:
+    """Forward + backward matmul FLOPs of one training step, trainable-aware.
+
+    Backward of a weight matmul costs 2x its forward when the weight trains (input and weight
+    gradients) and 1x when it is frozen (input gradient only, which the trainable prompt /
+    prefix / adapters below it still need); attention matmuls have no weights: 2x. So model
+    tuning counts 3x forward, frozen-backbone methods about 2x.
+    """
+    b, t = batch["input_ids"].shape
+    weights, attention = t5_forward_flops(spec, b, t, batch["labels"].shape[1], extras)
+    return weights * (3.0 if backbone_trains else 2.0) + attention * 3.0

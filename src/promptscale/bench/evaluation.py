@@ -1,0 +1,167 @@
+"""Evaluation throughput: rank classification vs greedy generation, and encoder sharing.
+
+One prompt-tuning module (ours) scores the same classification examples (BoolQ, CB, COPA,
+MultiRC, RTE, WiC records of the embedded sample, formatted and tokenised as in training, their
+input ids replaced by random ids of SuperGLUE-like length: BoolQ/MultiRC 150-500, the others
+20-80) in the same length-sorted evaluation batches, under ``torch.inference_mode`` and the run's
+autocast, as Lightning's validation loop runs them. Arms:
+
+* ``rank``: ``TextToTextModule.rank`` (one encoder pass per example, cross-attention keys and
+  values projected once per example, one teacher-forced decoder pass over all choices);
+* ``rank_previous``: the implementation before this benchmark (encoder once, cross-attention
+  K/V projected once per choice, position-bias mask merged in every layer: stock SDPA);
+* ``rank_reencode``: the naive one, the whole model run once per (example, choice);
+* ``generate_recipe``: ``generate_texts`` with the recipe's ``max_new_tokens`` (62); with random
+  weights ``</s>`` rarely comes, so this is the upper bound of generation's cost;
+* ``generate_label``: ``max_new_tokens`` = longest verbaliser + ``</s>``, the lower bound (a
+  trained model that emits a label and stops).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from transformers.modeling_outputs import BaseModelOutput
+
+from promptscale.bench.core import Settings, alternate, autocast, build_method, load, median, paired_ratio, random_ids, sync
+from promptscale.data.datamodule import SuperGlueDataModule
+from promptscale.methods.base import cast_frozen_linears
+from promptscale.modules.attention import use_shared_bias_attention
+
+TASKS = ("boolq", "cb", "copa", "multirc", "rte", "wic")
+LONG = {"boolq": (150, 500), "multirc": (150, 500)}
+SHORT = (20, 80)
+
+
+def eval_batches(module, settings: Settings, tiny: bool) -> list[dict]:
+    data = SuperGlueDataModule(tasks=list(TASKS), eval_limit=settings.eval_per_task,
+                               eval_batch_size=settings.eval_batch_size)
+    data.load(train=False)
+    data.attach(module.tokenizer, module.format, settings.batch_size)
+    rng = random.Random(settings.seed)
+    vocab = min(len(module.tokenizer), 2000)
+    items = []
+    for item in data.eval_items:
+        lo, hi = LONG.get(item.example.task, SHORT)
+        if tiny:
+            lo, hi = lo // 10, hi // 10
+        items.append(dataclasses.replace(item, input_ids=random_ids(rng.randint(lo, hi), rng, vocab)))
+    data.eval_items = items
+    return [data.collate_eval([items[i] for i in b]) for b in data.eval_batches()]
+
+
+def rank_previous(module, batch: dict) -> list[int]:
+    """The previous ``choice_log_likelihoods``: encoder once, cross-attention K/V per choice,
+    on transformers' stock SDPA (position-bias mask merged in every layer)."""
+    module.model.set_attn_implementation("sdpa")
+    try:
+        encoded, mask = module.encode(batch["input_ids"], batch["attention_mask"])
+        owner, labels = batch["choice_owner"], batch["choice_labels"]
+        logits = module.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[owner]),
+                              attention_mask=mask[owner], labels=labels).logits  # [C, L, V]
+    finally:
+        use_shared_bias_attention(module.model)
+    return argmax_choices(logits, labels, owner, len(batch["examples"]))
+
+
+def rank_reencode(module, batch: dict) -> list[int]:
+    """The naive rank classification: the whole model once per (example, choice)."""
+    owner, labels = batch["choice_owner"], batch["choice_labels"]
+    kwargs = module.encoder_inputs(batch["input_ids"][owner], batch["attention_mask"][owner])  # [C, T]
+    logits = module.model(**kwargs, labels=labels).logits  # [C, L, V]
+    return argmax_choices(logits, labels, owner, len(batch["examples"]))
+
+
+def argmax_choices(logits: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor, n: int) -> list[int]:
+    logp = F.log_softmax(logits.float(), dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    scores = (logp * (labels >= 0)).sum(-1).tolist()  # [C]
+    best: dict[int, tuple[float, int]] = {}
+    position = [0] * n
+    for score, b in zip(scores, owner.tolist()):
+        if b not in best or score > best[b][0]:
+            best[b] = (score, position[b])
+        position[b] += 1
+    return [best.get(b, (0.0, -1))[1] for b in range(n)]
+
+
+
+
+def run(settings: Settings, log: Callable[[str], None]) -> dict:
+    out: dict = {"what": __doc__.replace("\n", " ").strip(), "sizes": {}}
+    for size in settings.eval_sizes:
+        out["sizes"][size] = run_size(settings, size, log)
+    return out
+
+
+def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
+    log(f"evaluation @ {size}")
+    module, _ = build_method(size, "prompt_tuning", settings.seed)
+    module.to(settings.device).eval()
+    use_shared_bias_attention(module.model)  # what the module's setup() does under Lightning
+    if settings.precision == "bf16-mixed":
+        cast_frozen_linears(module.model, torch.bfloat16)
+    batches = [{k: (v.to(settings.device) if torch.is_tensor(v) else v) for k, v in b.items()}
+               for b in eval_batches(module, settings, settings.tiny)]
+    examples = sum(len(b["examples"]) for b in batches)
+    label_tokens = max(b["choice_labels"].shape[1] for b in batches)  # verbaliser + </s>
+    recipe_tokens = module.max_new_tokens
+    predictions: dict[str, list] = {}
+    decoder_calls = [0]  # decoder forward passes = decoding steps (counted, not timed apart)
+    module.model.get_decoder().register_forward_pre_hook(lambda *_: decoder_calls.__setitem__(0, decoder_calls[0] + 1))
+
+    def arm(name: str, fn: Callable[[dict], list]) -> Callable[[], dict]:
+        def go() -> dict:
+            preds = []
+            decoder_calls[0] = 0
+            with torch.inference_mode(), autocast(settings):
+                sync(settings.device)
+                t0 = time.perf_counter()
+                for batch in batches:
+                    preds += fn(batch)
+                sync(settings.device)
+                seconds = time.perf_counter() - t0
+            predictions[name] = preds
+            return {"seconds": seconds, "examples_per_s": examples / seconds,
+                    "decoder_steps_per_batch": decoder_calls[0] / len(batches)}
+
+        return go
+
+    def generate(max_new_tokens: int) -> Callable[[dict], list]:
+        def fn(batch: dict) -> list:
+            module.max_new_tokens = max_new_tokens
+            try:
+                return module.generate_texts(batch)
+            finally:
+                module.max_new_tokens = recipe_tokens
+
+        return fn
+
+    arms = {
+        "rank": arm("rank", module.rank),
+        "rank_previous": arm("rank_previous", lambda b: rank_previous(module, b)),
+        "rank_reencode": arm("rank_reencode", lambda b: rank_reencode(module, b)),
+        "generate_recipe": arm("generate_recipe", generate(recipe_tokens)),
+        "generate_label": arm("generate_label", generate(label_tokens)),
+    }
+    load_before = load()
+    results = alternate(arms, settings.repeats, log)
+    rows = {name: {"examples_per_s": median([r.get("examples_per_s") for r in runs]), "repeats": runs}
+            for name, runs in results.items()}
+    for name in ("generate_recipe", "generate_label"):
+        rows[name]["decoder_steps_per_batch"] = median([r.get("decoder_steps_per_batch") for r in results[name]])
+    rows["generate_recipe"]["max_new_tokens"] = recipe_tokens
+    rows["generate_label"]["max_new_tokens"] = label_tokens
+    rank = predictions.get("rank", [])
+    agreement = {name: sum(a == b for a, b in zip(rank, predictions.get(name, []))) / max(len(rank), 1)
+                 for name in ("rank_previous", "rank_reencode")}
+    ratios = {f"rank speedup vs {name}": paired_ratio(results["rank"], results[name], "examples_per_s")
+              for name in arms if name != "rank"}
+    return {"examples": examples, "batches": len(batches), "eval_batch_size": settings.eval_batch_size,
+            "choices": sum(len(b["choice_owner"]) for b in batches), "method": "prompt_tuning",
+            "arms": rows, "ratios": ratios, "rank_agreement": agreement, "load_before": load_before,
+            "load_after": load()}
