@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +27,12 @@ def test_demo_sweep_writes_rows_and_figure_then_skips_everything(tmp_path):
     store = tmp_path / "results.jsonl"
     rows = [json.loads(line) for line in store.read_text().splitlines()]
     jobs = {(r["model"], r["method"], r["task"], r["seed"]) for r in rows}
-    assert len(jobs) == 3 * 2 * 2  # 3 sizes x 2 methods x 2 tasks, each with its rows
+    sweep = OmegaConf.load(ROOT / "conf" / "experiment" / "demo.yaml")
+    methods = sweep.hydra.sweeper.params.method.split(",")
+    expected = {(m, method, t, 0) for m in ("tiny_s", "tiny_m", "tiny_l") for method in methods
+                for t in (sweep.joint_tasks if method == "multitask_model_tuning" else ("cb", "rte"))}
+    assert jobs == expected  # every job has its rows; multi-task runs once on all joint tasks
+    assert len(rows) == len({(r["config_hash"], r["task"], r["metric"]) for r in rows})  # none twice
     assert all(r["wandb_run_id"] for r in rows)  # every job logged to (offline) W&B
     for name in ("figure1.png", "figure1.pdf", "figure1.csv", "tasks.md", "tasks.csv"):
         assert (tmp_path / "figures" / "demo" / name).stat().st_size > 0

@@ -20,10 +20,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from promptscale import tracking, wandb_report
-from promptscale.data.tasks import get_task
-from promptscale.grouping import setting
 from promptscale.config_checks import check_config
-from promptscale.results import ResultsStore, config_hash, git_sha, hashable_config, now_iso
+from promptscale.results import ResultsStore, config_hash, hashable_config
+from promptscale.rows import failure_rows, method_name, result_rows
 from promptscale.resume import NonFiniteLossError, ResumeCheckpoint, cluster_plugins
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ def run(cfg: DictConfig) -> list[dict] | None:
         return rows
     except NonFiniteLossError as err:  # a result in itself: this config diverges
         if trainer.is_global_zero:
-            rows = failure_rows(cfg, method, counts, chash, run_name, tracking.run_id(logger), err)
+            rows = failure_rows(cfg, counts, chash, run_name, tracking.run_id(logger), err)
             store.append(tracking.redact(rows, keys=False))
         raise
     finally:
@@ -113,48 +112,6 @@ def make_trainer(cfg: DictConfig, method, logger, chash: str | None = None) -> L
                        logger=logger if logger is not None else False, callbacks=callbacks,
                        enable_checkpointing=bool(callbacks), default_root_dir=cfg.paths.output_dir,
                        use_distributed_sampler=False, **({"plugins": plugins} if plugins else {}))
-
-
-def method_name(cfg: DictConfig) -> str:
-    """Snake-case method name from the config file name (``method/<name>.yaml``)."""
-    return cfg.method._target_.rsplit(".", 2)[-2]
-
-
-def result_rows(cfg: DictConfig, method, counts: dict[str, int], chash: str, run_name: str,
-                wandb_id: str | None) -> list[dict]:
-    """One row per task x metric of the best dev evaluation of each task."""
-    common = {
-        "run_id": run_name, "experiment": cfg.experiment_name, "method": method_name(cfg),
-        "model": cfg.model.name, "size": cfg.model.size, "total_params": counts["model_params"],
-        "method_params": counts["total_params"] - counts["model_params"],
-        "trainable_params": counts["trainable_params"], "split": cfg.data.eval_split, "seed": cfg.seed,
-        "config_hash": chash, "git_sha": git_sha(), "timestamp": now_iso(), "wandb_run_id": wandb_id,
-        "status": "ok", "setting": setting(cfg),  # the figure.group_by values, e.g. "prompt_length=20"
-    }
-    extra = method.result_fields()  # e.g. prompt design's template and shots
-    clash = set(extra) & {*common, "task", "task_version", "metric", "value", "step"}
-    if clash:
-        raise ValueError(f"{type(method).__name__}.result_fields() would overwrite row fields {sorted(clash)}")
-    common.update(extra)
-    return [
-        {**common, "task": task, "task_version": get_task(task).version, "metric": metric, "value": value,
-         "step": best.step, "examples": best.examples}  # examples: dev examples scored, each once
-        for task, best in sorted(method.best.items())
-        for metric, value in best.metrics.items()
-    ]
-
-
-def failure_rows(cfg: DictConfig, method, counts: dict[str, int], chash: str, run_name: str,
-                 wandb_id: str | None, error: NonFiniteLossError) -> list[dict]:
-    """One ``status: failed`` row per task, with the error; figures and the skip read only "ok"."""
-    common = {
-        "run_id": run_name, "experiment": cfg.experiment_name, "method": method_name(cfg),
-        "model": cfg.model.name, "size": cfg.model.size, "total_params": counts["model_params"],
-        "trainable_params": counts["trainable_params"], "split": cfg.data.eval_split, "seed": cfg.seed,
-        "config_hash": chash, "git_sha": git_sha(), "timestamp": now_iso(), "wandb_run_id": wandb_id,
-        "status": "failed", "metric": "error", "value": None, "step": error.step, "error": str(error),
-    }
-    return [{**common, "task": task, "task_version": get_task(task).version} for task in cfg.data.tasks]
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

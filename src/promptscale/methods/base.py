@@ -114,7 +114,7 @@ class TextToTextModule(L.LightningModule):
     def result_fields(self) -> dict[str, object]:
         """Method-specific facts added to every result row (prompt design: template, shots).
 
-        Empty here; keys must not clash with the standard row fields (``train.result_rows``).
+        Empty here; keys must not clash with the standard row fields (``rows.result_rows``).
         """
         return {}
 
