@@ -43,3 +43,14 @@ def make_config(tmp_path):
         return compose_config(tmp_path, [*(FAST if fast else []), *overrides])
 
     return make
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster (and as deterministically) on one intra-op thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,7 +1,6 @@
 """Determinism on CPU: the same config and seed give identical metrics, run after run."""
 
 import pytest
-import torch
 
 from conftest import compose_config
 from promptscale.train import run
@@ -12,13 +11,9 @@ SETUP = ["model=tiny_s", "logger=none", "trainer.enable_progress_bar=false", "me
          "trainer.val_check_interval=2"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster (and as deterministically) on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one intra-op thread for the whole module (conftest.one_thread); requested first, so
+# module fixtures that train (test_preemption's `uninterrupted`) see the same threads
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path):

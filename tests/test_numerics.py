@@ -11,13 +11,9 @@ from promptscale.resume import NonFiniteLossError
 from promptscale.train import run
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster (and as deterministically) on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one intra-op thread for the whole module (conftest.one_thread); requested first, so
+# module fixtures that train (test_preemption's `uninterrupted`) see the same threads
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class PoisonAtStep(L.Callback):

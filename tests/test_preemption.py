@@ -7,7 +7,6 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-import torch
 
 from conftest import compose_config
 from promptscale.results import ResultsStore
@@ -20,13 +19,9 @@ SETUP = ["task=cb", "data.train_limit=16", "data.eval_limit=8",
          "trainer.max_steps=12", "trainer.val_check_interval=4", "callbacks.resume.every_n_steps=3"]
 
 
-@pytest.fixture(autouse=True, scope="module")  # before `uninterrupted`: same threads, same numbers
-def one_thread():
-    """Tiny models run faster (and as deterministically) on one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# one intra-op thread for the whole module (conftest.one_thread); requested first, so
+# module fixtures that train (test_preemption's `uninterrupted`) see the same threads
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class SignalAtStep(L.Callback):
