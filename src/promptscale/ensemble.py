@@ -438,13 +438,19 @@ def write_ensemble(table: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m promptscale.ensemble``: the ensemble table of every group of prompt runs."""
-    parser = argparse.ArgumentParser(prog="python -m promptscale.ensemble", description=__doc__.split("\n")[0])
+def run_selection_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments every prompt-run tool shares: where runs are, which ones, where output goes."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--runs", default="outputs", help="folder searched for job dirs (.hydra/config.yaml + checkpoints/)")
     parser.add_argument("--results", default=None, help="results store: keep only runs with ok rows")
     parser.add_argument("--experiment", default=None, help="only runs of this experiment")
     parser.add_argument("--out", default="outputs/figures", help="output folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m promptscale.ensemble``: the ensemble table of every group of prompt runs."""
+    parser = run_selection_parser("python -m promptscale.ensemble", __doc__.split("\n")[0])
     parser.add_argument("--min-prompts", type=int, default=2, help="smallest ensemble to report")
     args = parser.parse_args(argv)
     runs = find_prompt_runs(args.runs, args.results, args.experiment)

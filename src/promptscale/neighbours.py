@@ -16,7 +16,6 @@ Command line (prompt runs are found as in :mod:`promptscale.ensemble`)::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -200,13 +199,9 @@ def write_neighbours(long: pd.DataFrame, summary: pd.DataFrame, out_dir: str | P
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m promptscale.neighbours``: neighbour tables of every prompt run found."""
-    from promptscale.ensemble import find_prompt_runs
+    from promptscale.ensemble import find_prompt_runs, run_selection_parser
 
-    parser = argparse.ArgumentParser(prog="python -m promptscale.neighbours", description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", default="outputs", help="folder searched for job dirs (.hydra/config.yaml + checkpoints/)")
-    parser.add_argument("--results", default=None, help="results store: keep only runs with ok rows")
-    parser.add_argument("--experiment", default=None, help="only runs of this experiment")
-    parser.add_argument("--out", default="outputs/figures", help="output folder")
+    parser = run_selection_parser("python -m promptscale.neighbours", __doc__.split("\n")[0])
     parser.add_argument("-k", type=int, default=5, help="neighbours per prompt position")
     args = parser.parse_args(argv)
     runs = [r for r in find_prompt_runs(args.runs, args.results, args.experiment) if len(r.tasks) == 1]
