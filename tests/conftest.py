@@ -23,8 +23,14 @@ SUPERGLUE = ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
 
 # Small enough to train and evaluate a tiny model in about a second.
 FAST = [
-    "model=tiny_s", "logger=none", "trainer.max_steps=2", "trainer.val_check_interval=2",
-    "trainer.enable_progress_bar=false", "data.batch_size=4", "data.train_limit=4", "data.eval_limit=4",
+    "model=tiny_s",
+    "logger=none",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+    "trainer.enable_progress_bar=false",
+    "data.batch_size=4",
+    "data.train_limit=4",
+    "data.eval_limit=4",
 ]
 
 

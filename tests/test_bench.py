@@ -78,8 +78,10 @@ def test_bucketing_keeps_each_chunk_and_is_deterministic():
             assert len(b) == batch
         assert batches == list(buckets)  # a pure function of (seed, epoch)
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
-    random_spread = sum(max(lengths[i] for i in order[s : s + batch]) - min(lengths[i] for i in order[s : s + batch])
-                        for s in range(0, len(order), batch))
+    random_spread = sum(
+        max(lengths[i] for i in order[s : s + batch]) - min(lengths[i] for i in order[s : s + batch])
+        for s in range(0, len(order), batch)
+    )
     assert spread < random_spread
 
 

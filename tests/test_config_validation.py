@@ -7,10 +7,11 @@ import re
 import pytest
 from hydra.errors import InstantiationException
 
-from conftest import FAST, compose_config
 from promptscale.config_checks import accepted_keys
 from promptscale.models import ModelSpec
 from promptscale.train import run
+
+from conftest import FAST, compose_config
 
 
 @pytest.fixture(autouse=True)
@@ -24,22 +25,29 @@ def no_model_may_be_built(monkeypatch):
 def test_typo_in_an_experiment_file_names_key_and_valid_keys(tmp_path):
     (tmp_path / "extra" / "experiment").mkdir(parents=True)
     (tmp_path / "extra" / "experiment" / "typo.yaml").write_text(
-        "# @package _global_\nexperiment_name: typo\ndata:\n  batch_sise: 8\n")
+        "# @package _global_\nexperiment_name: typo\ndata:\n  batch_sise: 8\n"
+    )
     cfg = compose_config(tmp_path, [*FAST, f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "experiment=typo"])
-    with pytest.raises(ValueError, match=r"unknown config key data\.batch_sise \(did you mean 'batch_size'\?\)"
-                                         r".*\['batch_size', .*'eval_batch_size'"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown config key data\.batch_sise \(did you mean 'batch_size'\?\)"
+        r".*\['batch_size', .*'eval_batch_size'",
+    ):
         run(cfg)
 
 
-@pytest.mark.parametrize("override,key", [
-    ("+method.prompt_lenght=5", "method.prompt_lenght"),
-    ("+method.learning_rate=0.1", "method.learning_rate"),  # base-class kwargs are known: lr is valid
-    ("+model.d_modle=8", "model.d_modle"),
-    ("+trainer.max_step=3", "trainer.max_step"),
-    ("+logger.projct=x", "logger.projct"),
-    ("+callbacks.checkpoint.monitr=x", "callbacks.checkpoint.monitr"),
-    ("+callbacks.resume.every_n_step=3", "callbacks.resume.every_n_step"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("+method.prompt_lenght=5", "method.prompt_lenght"),
+        ("+method.learning_rate=0.1", "method.learning_rate"),  # base-class kwargs are known: lr is valid
+        ("+model.d_modle=8", "model.d_modle"),
+        ("+trainer.max_step=3", "trainer.max_step"),
+        ("+logger.projct=x", "logger.projct"),
+        ("+callbacks.checkpoint.monitr=x", "callbacks.checkpoint.monitr"),
+        ("+callbacks.resume.every_n_step=3", "callbacks.resume.every_n_step"),
+    ],
+)
 def test_unknown_key_in_any_group_is_rejected(make_config, override, key):
     with pytest.raises(ValueError, match=rf"unknown config key {re.escape(key)}\b.*accepts \["):
         run(make_config("task=cb", "logger=wandb", override))
@@ -51,15 +59,18 @@ def test_forwarded_keyword_arguments_are_followed_to_the_base_class():
     assert accepted_keys("lightning.pytorch.strategies.DDPStrategy") is None  # **kwargs go to torch's DDP
 
 
-@pytest.mark.parametrize("override,message", [
-    ("data.batch_size=0", "data.batch_size must be positive"),
-    ("data.max_input_length=-1", "data.max_input_length must be positive"),
-    ("method.prompt_length=-3", "method.prompt_length must be positive"),
-    ("method.init=bogus", "method.init='bogus' is not one of"),
-    ("method.lr=0", "method.lr must be positive"),
-    ("trainer.max_steps=-5", "trainer.max_steps must be positive"),
-    ("model.d_model=0", "model.d_model must be positive"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("data.batch_size=0", "data.batch_size must be positive"),
+        ("data.max_input_length=-1", "data.max_input_length must be positive"),
+        ("method.prompt_length=-3", "method.prompt_length must be positive"),
+        ("method.init=bogus", "method.init='bogus' is not one of"),
+        ("method.lr=0", "method.lr must be positive"),
+        ("trainer.max_steps=-5", "trainer.max_steps must be positive"),
+        ("model.d_model=0", "model.d_model must be positive"),
+    ],
+)
 def test_impossible_values_fail_before_any_model(make_config, override, message):
     with pytest.raises((ValueError, InstantiationException), match=message):  # Hydra wraps constructors' errors
         run(make_config("task=cb", "method=prompt_tuning", override))

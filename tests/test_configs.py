@@ -8,10 +8,14 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, compose_config
 from promptscale.train import run
 
-GROUPS = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in ("model", "method", "task", "trainer", "logger", "callbacks")}
+from conftest import CONF_DIR, compose_config
+
+GROUPS = {
+    g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
+    for g in ("model", "method", "task", "trainer", "logger", "callbacks")
+}
 OPTIONS = [(g, o) for g, opts in GROUPS.items() for o in opts]
 
 
@@ -65,16 +69,32 @@ def test_paper_recipes(tmp_path):
     cfg = compose_config(tmp_path, ["experiment=lester2021_fig1", "method=prompt_tuning"])
     m = cfg.method
     assert (m.prompt_length, m.init, m.lr, m.weight_decay, m.batch_size, m.max_steps) == (
-        100, "class_label", 0.3, 1e-5, 32, 30000)
+        100,
+        "class_label",
+        0.3,
+        1e-5,
+        32,
+        30000,
+    )
     cfg = compose_config(tmp_path, ["experiment=lester2021_fig1", "method=model_tuning"])
     assert cfg.method.lr == 1e-3
 
 
 def test_paper_experiment_starts_with_a_tiny_stand_in(tmp_path):
     """The first job of the paper sweep, with the tiny model standing in for T5 Small."""
-    cfg = compose_config(tmp_path, ["experiment=lester2021_fig1", "model=tiny_s", "logger=none",
-                                    "trainer.max_steps=1", "trainer.enable_progress_bar=false",
-                                    "data.eval_limit=2", "data.train_limit=2", "task=boolq"])
+    cfg = compose_config(
+        tmp_path,
+        [
+            "experiment=lester2021_fig1",
+            "model=tiny_s",
+            "logger=none",
+            "trainer.max_steps=1",
+            "trainer.enable_progress_bar=false",
+            "data.eval_limit=2",
+            "data.train_limit=2",
+            "task=boolq",
+        ],
+    )
     rows = run(cfg)
     assert rows and rows[0]["experiment"] == "lester2021_fig1" and rows[0]["step"] == 1
 

@@ -40,8 +40,9 @@ def test_validate_malformed_exits_1_naming_file_line_field(tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert ("CB/val.jsonl line 3: field 'label': expected one of "
-            "['contradiction', 'entailment', 'neutral'], got 'yes'") in captured.err
+    assert (
+        "CB/val.jsonl line 3: field 'label': expected one of ['contradiction', 'entailment', 'neutral'], got 'yes'"
+    ) in captured.err
 
 
 def test_validate_bad_json_exits_1(tmp_path, capsys):
@@ -65,8 +66,12 @@ def test_validate_dir_without_superglue_files_exits_1(tmp_path, capsys):
 
 
 def test_console_module_runs_as_a_process():
-    result = subprocess.run([sys.executable, "-m", "promptscale.data.cli", "validate", str(SAMPLE_DIR)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "promptscale.data.cli", "validate", str(SAMPLE_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["axg"] == {"test": 8}
 
@@ -92,8 +97,21 @@ def test_show_prints_formatted_pairs(task, capsys):
     assert main(["show", task, "-n", "2"]) == 0
     out = capsys.readouterr().out
     assert f"--- {task}/" in out and "inputs:  " in out and "targets: " in out
-    assert main(["show", task, "-n", "1", "--split", "train" if task not in ("axb", "axg") else "test",
-                 "--no-prefix", "--train"]) == 0
+    assert (
+        main(
+            [
+                "show",
+                task,
+                "-n",
+                "1",
+                "--split",
+                "train" if task not in ("axb", "axg") else "test",
+                "--no-prefix",
+                "--train",
+            ]
+        )
+        == 0
+    )
     assert "inputs:  " in capsys.readouterr().out
 
 

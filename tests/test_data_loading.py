@@ -173,8 +173,14 @@ def _set(path: str, value):
 MALFORMED = [
     # (task, split, line, edit, field, text in the message)
     ("cb", "val", 3, "{not json", "<json>", "invalid JSON"),
-    ("cb", "val", 3, _set("label", "yes"), "label",
-     "expected one of ['contradiction', 'entailment', 'neutral'], got 'yes'"),
+    (
+        "cb",
+        "val",
+        3,
+        _set("label", "yes"),
+        "label",
+        "expected one of ['contradiction', 'entailment', 'neutral'], got 'yes'",
+    ),
     ("rte", "train", 2, _set("premise", None), "premise", "missing"),
     ("rte", "train", 2, _set("label", None), "label", "only test records may be unlabelled"),
     ("boolq", "train", 5, _set("label", "true"), "label", "got 'true'"),
@@ -183,8 +189,14 @@ MALFORMED = [
     ("wic", "val", 4, _set("end1", lambda e: e + 100), "start1/end1", "outside text"),
     ("wic", "val", 4, _set("start2", "3"), "start2", "expected int"),
     ("wsc", "train", 6, _set("target/span2_index", 99), "target.span2_index", "outside text.split()"),
-    ("multirc", "train", 2, _set("passage/questions/1/answers/0/label", 2),
-     "passage.questions[1].answers[0].label", "got 2"),
+    (
+        "multirc",
+        "train",
+        2,
+        _set("passage/questions/1/answers/0/label", 2),
+        "passage.questions[1].answers[0].label",
+        "got 2",
+    ),
     ("record", "val", 3, _set("qas/0/answers/0/end", lambda e: e + 1), "qas[0].answers[0].text", "!= passage text"),
     ("record", "val", 3, _set("passage/entities/0/end", 10_000), "passage.entities[0].start/end", "outside text"),
     ("record", "val", 3, _set("qas/0/query", "no placeholder here"), "qas[0].query", "@placeholder"),
@@ -278,52 +290,114 @@ HUB_ROWS = {
         {"premise": "He hoped it would work.", "hypothesis": "it would work", "idx": 2, "label": 2},
     ],
     ("copa", "validation"): [
-        {"premise": "The man fell.", "choice1": "He tripped.", "choice2": "He sang.", "question": "cause",
-         "idx": 0, "label": 0},
+        {
+            "premise": "The man fell.",
+            "choice1": "He tripped.",
+            "choice2": "He sang.",
+            "question": "cause",
+            "idx": 0,
+            "label": 0,
+        },
     ],
     ("rte", "validation"): [
         {"premise": "A cat sleeps.", "hypothesis": "An animal sleeps.", "idx": 0, "label": 0},
         {"premise": "A cat sleeps.", "hypothesis": "A dog sleeps.", "idx": 1, "label": 1},
     ],
     ("wic", "validation"): [
-        {"word": "bank", "sentence1": "The bank of the river.", "sentence2": "The bank closed.",
-         "start1": 4, "start2": 4, "end1": 8, "end2": 8, "idx": 0, "label": 0},
+        {
+            "word": "bank",
+            "sentence1": "The bank of the river.",
+            "sentence2": "The bank closed.",
+            "start1": 4,
+            "start2": 4,
+            "end1": 8,
+            "end2": 8,
+            "idx": 0,
+            "label": 0,
+        },
     ],
     ("wsc.fixed", "validation"): [
-        {"text": "Ann thanked Bea because she helped.", "span1_index": 2, "span2_index": 4,
-         "span1_text": "Bea", "span2_text": "she", "idx": 0, "label": 1},
+        {
+            "text": "Ann thanked Bea because she helped.",
+            "span1_index": 2,
+            "span2_index": 4,
+            "span1_text": "Bea",
+            "span2_text": "she",
+            "idx": 0,
+            "label": 1,
+        },
     ],
     ("axb", "test"): [{"sentence1": "A cat sleeps.", "sentence2": "A cat does not sleep.", "idx": 0, "label": 1}],
-    ("axg", "test"): [{"premise": "The nurse said she was late.", "hypothesis": "The nurse was late.",
-                       "idx": 0, "label": 0}],
+    ("axg", "test"): [
+        {"premise": "The nurse said she was late.", "hypothesis": "The nurse was late.", "idx": 0, "label": 0}
+    ],
     ("multirc", "validation"): [
-        {"paragraph": "<b>Sent 1: </b>Ann baked bread.<br>", "question": "What did Ann bake?", "answer": "Bread",
-         "idx": {"paragraph": 0, "question": 0, "answer": 0}, "label": 1},
-        {"paragraph": "<b>Sent 1: </b>Ann baked bread.<br>", "question": "What did Ann bake?", "answer": "Cake",
-         "idx": {"paragraph": 0, "question": 0, "answer": 1}, "label": 0},
-        {"paragraph": "<b>Sent 1: </b>Ann baked bread.<br>", "question": "Who baked?", "answer": "Ann",
-         "idx": {"paragraph": 0, "question": 1, "answer": 2}, "label": 1},
-        {"paragraph": "<b>Sent 1: </b>Bo ran.<br>", "question": "Who ran?", "answer": "Bo",
-         "idx": {"paragraph": 1, "question": 2, "answer": 3}, "label": 1},
+        {
+            "paragraph": "<b>Sent 1: </b>Ann baked bread.<br>",
+            "question": "What did Ann bake?",
+            "answer": "Bread",
+            "idx": {"paragraph": 0, "question": 0, "answer": 0},
+            "label": 1,
+        },
+        {
+            "paragraph": "<b>Sent 1: </b>Ann baked bread.<br>",
+            "question": "What did Ann bake?",
+            "answer": "Cake",
+            "idx": {"paragraph": 0, "question": 0, "answer": 1},
+            "label": 0,
+        },
+        {
+            "paragraph": "<b>Sent 1: </b>Ann baked bread.<br>",
+            "question": "Who baked?",
+            "answer": "Ann",
+            "idx": {"paragraph": 0, "question": 1, "answer": 2},
+            "label": 1,
+        },
+        {
+            "paragraph": "<b>Sent 1: </b>Bo ran.<br>",
+            "question": "Who ran?",
+            "answer": "Bo",
+            "idx": {"paragraph": 1, "question": 2, "answer": 3},
+            "label": 1,
+        },
     ],
     ("record", "validation"): [
         # entity_spans as `datasets` returns a legacy Sequence of structs (dict of lists), end exclusive.
-        {"passage": "Ann met Bo in Rome.\n@highlight\nAnn in Rome", "query": "@placeholder met Bo.",
-         "entities": ["Ann", "Bo", "Rome"],
-         "entity_spans": {"text": ["Ann", "Bo", "Rome", "Ann", "Rome"], "start": [0, 8, 14, 31, 38],
-                          "end": [3, 10, 18, 34, 42]},
-         "answers": ["Ann"], "idx": {"passage": 0, "query": 0}},
-        {"passage": "Ann met Bo in Rome.\n@highlight\nAnn in Rome", "query": "They met in @placeholder.",
-         "entities": ["Ann", "Bo", "Rome"],
-         "entity_spans": {"text": ["Ann", "Bo", "Rome", "Ann", "Rome"], "start": [0, 8, 14, 31, 38],
-                          "end": [3, 10, 18, 34, 42]},
-         "answers": ["Rome"], "idx": {"passage": 0, "query": 1}},
+        {
+            "passage": "Ann met Bo in Rome.\n@highlight\nAnn in Rome",
+            "query": "@placeholder met Bo.",
+            "entities": ["Ann", "Bo", "Rome"],
+            "entity_spans": {
+                "text": ["Ann", "Bo", "Rome", "Ann", "Rome"],
+                "start": [0, 8, 14, 31, 38],
+                "end": [3, 10, 18, 34, 42],
+            },
+            "answers": ["Ann"],
+            "idx": {"passage": 0, "query": 0},
+        },
+        {
+            "passage": "Ann met Bo in Rome.\n@highlight\nAnn in Rome",
+            "query": "They met in @placeholder.",
+            "entities": ["Ann", "Bo", "Rome"],
+            "entity_spans": {
+                "text": ["Ann", "Bo", "Rome", "Ann", "Rome"],
+                "start": [0, 8, 14, 31, 38],
+                "end": [3, 10, 18, 34, 42],
+            },
+            "answers": ["Rome"],
+            "idx": {"passage": 0, "query": 1},
+        },
     ],
     ("record", "test"): [
         # entity_spans as a list of structs (`List` feature), end exclusive.
-        {"passage": "Cy saw Di.", "query": "@placeholder saw Di.", "entities": ["Cy", "Di"],
-         "entity_spans": [{"text": "Cy", "start": 0, "end": 2}, {"text": "Di", "start": 7, "end": 9}],
-         "answers": [], "idx": {"passage": 5, "query": 9}},
+        {
+            "passage": "Cy saw Di.",
+            "query": "@placeholder saw Di.",
+            "entities": ["Cy", "Di"],
+            "entity_spans": [{"text": "Cy", "start": 0, "end": 2}, {"text": "Di", "start": 7, "end": 9}],
+            "answers": [],
+            "idx": {"passage": 5, "query": 9},
+        },
     ],
 }
 
@@ -339,46 +413,107 @@ OFFICIAL = {
         {"premise": "He hoped it would work.", "hypothesis": "it would work", "idx": 2, "label": "neutral"},
     ],
     ("copa", "val"): [
-        {"premise": "The man fell.", "choice1": "He tripped.", "choice2": "He sang.", "question": "cause",
-         "idx": 0, "label": 0},
+        {
+            "premise": "The man fell.",
+            "choice1": "He tripped.",
+            "choice2": "He sang.",
+            "question": "cause",
+            "idx": 0,
+            "label": 0,
+        },
     ],
     ("rte", "val"): [
         {"premise": "A cat sleeps.", "hypothesis": "An animal sleeps.", "idx": 0, "label": "entailment"},
         {"premise": "A cat sleeps.", "hypothesis": "A dog sleeps.", "idx": 1, "label": "not_entailment"},
     ],
     ("wic", "val"): [
-        {"word": "bank", "sentence1": "The bank of the river.", "sentence2": "The bank closed.", "idx": 0,
-         "start1": 4, "start2": 4, "end1": 8, "end2": 8, "label": False},
+        {
+            "word": "bank",
+            "sentence1": "The bank of the river.",
+            "sentence2": "The bank closed.",
+            "idx": 0,
+            "start1": 4,
+            "start2": 4,
+            "end1": 8,
+            "end2": 8,
+            "label": False,
+        },
     ],
     ("wsc", "val"): [
-        {"text": "Ann thanked Bea because she helped.", "idx": 0, "label": True,
-         "target": {"span1_index": 2, "span2_index": 4, "span1_text": "Bea", "span2_text": "she"}},
+        {
+            "text": "Ann thanked Bea because she helped.",
+            "idx": 0,
+            "label": True,
+            "target": {"span1_index": 2, "span2_index": 4, "span1_text": "Bea", "span2_text": "she"},
+        },
     ],
-    ("axb", "test"): [{"sentence1": "A cat sleeps.", "sentence2": "A cat does not sleep.", "idx": "0",
-                       "label": "not_entailment"}],
-    ("axg", "test"): [{"premise": "The nurse said she was late.", "hypothesis": "The nurse was late.", "idx": 0,
-                       "label": "entailment"}],
+    ("axb", "test"): [
+        {"sentence1": "A cat sleeps.", "sentence2": "A cat does not sleep.", "idx": "0", "label": "not_entailment"}
+    ],
+    ("axg", "test"): [
+        {
+            "premise": "The nurse said she was late.",
+            "hypothesis": "The nurse was late.",
+            "idx": 0,
+            "label": "entailment",
+        }
+    ],
     ("multirc", "val"): [
-        {"idx": 0, "passage": {"text": "<b>Sent 1: </b>Ann baked bread.<br>", "questions": [
-            {"question": "What did Ann bake?", "idx": 0, "answers": [
-                {"text": "Bread", "idx": 0, "label": 1}, {"text": "Cake", "idx": 1, "label": 0}]},
-            {"question": "Who baked?", "idx": 1, "answers": [{"text": "Ann", "idx": 2, "label": 1}]}]}},
-        {"idx": 1, "passage": {"text": "<b>Sent 1: </b>Bo ran.<br>", "questions": [
-            {"question": "Who ran?", "idx": 2, "answers": [{"text": "Bo", "idx": 3, "label": 1}]}]}},
+        {
+            "idx": 0,
+            "passage": {
+                "text": "<b>Sent 1: </b>Ann baked bread.<br>",
+                "questions": [
+                    {
+                        "question": "What did Ann bake?",
+                        "idx": 0,
+                        "answers": [{"text": "Bread", "idx": 0, "label": 1}, {"text": "Cake", "idx": 1, "label": 0}],
+                    },
+                    {"question": "Who baked?", "idx": 1, "answers": [{"text": "Ann", "idx": 2, "label": 1}]},
+                ],
+            },
+        },
+        {
+            "idx": 1,
+            "passage": {
+                "text": "<b>Sent 1: </b>Bo ran.<br>",
+                "questions": [{"question": "Who ran?", "idx": 2, "answers": [{"text": "Bo", "idx": 3, "label": 1}]}],
+            },
+        },
     ],
     ("record", "val"): [
-        {"idx": 0,
-         "passage": {"text": "Ann met Bo in Rome.\n@highlight\nAnn in Rome",
-                     "entities": [{"start": 0, "end": 2}, {"start": 8, "end": 9}, {"start": 14, "end": 17},
-                                  {"start": 31, "end": 33}, {"start": 38, "end": 41}]},
-         "qas": [{"query": "@placeholder met Bo.", "idx": 0,
-                  "answers": [{"start": 0, "end": 2, "text": "Ann"}, {"start": 31, "end": 33, "text": "Ann"}]},
-                 {"query": "They met in @placeholder.", "idx": 1,
-                  "answers": [{"start": 14, "end": 17, "text": "Rome"}, {"start": 38, "end": 41, "text": "Rome"}]}]},
+        {
+            "idx": 0,
+            "passage": {
+                "text": "Ann met Bo in Rome.\n@highlight\nAnn in Rome",
+                "entities": [
+                    {"start": 0, "end": 2},
+                    {"start": 8, "end": 9},
+                    {"start": 14, "end": 17},
+                    {"start": 31, "end": 33},
+                    {"start": 38, "end": 41},
+                ],
+            },
+            "qas": [
+                {
+                    "query": "@placeholder met Bo.",
+                    "idx": 0,
+                    "answers": [{"start": 0, "end": 2, "text": "Ann"}, {"start": 31, "end": 33, "text": "Ann"}],
+                },
+                {
+                    "query": "They met in @placeholder.",
+                    "idx": 1,
+                    "answers": [{"start": 14, "end": 17, "text": "Rome"}, {"start": 38, "end": 41, "text": "Rome"}],
+                },
+            ],
+        },
     ],
     ("record", "test"): [
-        {"idx": 5, "passage": {"text": "Cy saw Di.", "entities": [{"start": 0, "end": 1}, {"start": 7, "end": 8}]},
-         "qas": [{"query": "@placeholder saw Di.", "idx": 9}]},
+        {
+            "idx": 5,
+            "passage": {"text": "Cy saw Di.", "entities": [{"start": 0, "end": 1}, {"start": 7, "end": 8}]},
+            "qas": [{"query": "@placeholder saw Di.", "idx": 9}],
+        },
     ],
 }
 
@@ -417,18 +552,35 @@ def _to_hub(task: str, records: list[dict]) -> list[dict]:
         if task == "multirc":
             for q in r["passage"]["questions"]:
                 for a in q["answers"]:
-                    rows.append({"paragraph": r["passage"]["text"], "question": q["question"], "answer": a["text"],
-                                 "label": a.get("label", -1),
-                                 "idx": {"paragraph": r["idx"], "question": q["idx"], "answer": a["idx"]}})
+                    rows.append(
+                        {
+                            "paragraph": r["passage"]["text"],
+                            "question": q["question"],
+                            "answer": a["text"],
+                            "label": a.get("label", -1),
+                            "idx": {"paragraph": r["idx"], "question": q["idx"], "answer": a["idx"]},
+                        }
+                    )
         elif task == "record":
             text = r["passage"]["text"]
-            spans = sorted(({"text": text[e["start"] : e["end"] + 1], "start": e["start"], "end": e["end"] + 1}
-                            for e in r["passage"]["entities"]), key=lambda s: s["start"])
+            spans = sorted(
+                (
+                    {"text": text[e["start"] : e["end"] + 1], "start": e["start"], "end": e["end"] + 1}
+                    for e in r["passage"]["entities"]
+                ),
+                key=lambda s: s["start"],
+            )
             for qa in r["qas"]:
-                rows.append({"passage": text, "query": qa["query"], "entities": sorted({s["text"] for s in spans}),
-                             "entity_spans": {k: [s[k] for s in spans] for k in ("text", "start", "end")},
-                             "answers": sorted({a["text"] for a in qa.get("answers", [])}),
-                             "idx": {"passage": r["idx"], "query": qa["idx"]}})
+                rows.append(
+                    {
+                        "passage": text,
+                        "query": qa["query"],
+                        "entities": sorted({s["text"] for s in spans}),
+                        "entity_spans": {k: [s[k] for s in spans] for k in ("text", "start", "end")},
+                        "answers": sorted({a["text"] for a in qa.get("answers", [])}),
+                        "idx": {"passage": r["idx"], "query": qa["idx"]},
+                    }
+                )
         else:
             row = {k: v for k, v in r.items() if k not in ("target", "label", "version", "logic", "pair_id")}
             row.update(r.get("target", {}))
@@ -441,8 +593,13 @@ def _to_hub(task: str, records: list[dict]) -> list[dict]:
 
 def _drop_hub_losses(task: str, records: list[dict]) -> list[dict]:
     """The official fields the Hub never had: versions, ReCoRD source, AX-b logic, AX-g pair_id."""
-    lost = {"wic": ("version",), "multirc": ("version",), "record": ("source",), "axb": ("logic",),
-            "axg": ("pair_id",)}.get(task, ())
+    lost = {
+        "wic": ("version",),
+        "multirc": ("version",),
+        "record": ("source",),
+        "axb": ("logic",),
+        "axg": ("pair_id",),
+    }.get(task, ())
     return [{k: v for k, v in r.items() if k not in lost} for r in records]
 
 
@@ -465,9 +622,16 @@ def test_hub_conversion_round_trips_the_sample(task, split):
 
 
 def test_hub_record_answer_without_entity_span_falls_back_to_text():
-    rows = [{"passage": "Ann met Bo.", "query": "@placeholder met Bo.", "entities": ["Bo"],
-             "entity_spans": {"text": ["Bo"], "start": [8], "end": [10]}, "answers": ["Ann"],
-             "idx": {"passage": 0, "query": 0}}]
+    rows = [
+        {
+            "passage": "Ann met Bo.",
+            "query": "@placeholder met Bo.",
+            "entities": ["Bo"],
+            "entity_spans": {"text": ["Bo"], "start": [8], "end": [10]},
+            "answers": ["Ann"],
+            "idx": {"passage": 0, "query": 0},
+        }
+    ]
     [record] = superglue._from_hub_record(rows)
     assert record["qas"][0]["answers"] == [{"start": 0, "end": 2, "text": "Ann"}]
     rows[0]["answers"] = ["Cy"]

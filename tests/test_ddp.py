@@ -11,22 +11,47 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import ROOT, compose_config
 from promptscale.distributed import ShardedResumableBatchSampler, shard_eval_batches
 from promptscale.results import ResultsStore
 
+from conftest import ROOT, compose_config
+
 # 10 CB dev examples in batches of 4: 3 batches over 2 ranks, so rank 1 gets a pad batch.
-COMMON = ["model=tiny_s", "method=prompt_tuning", "task=cb", "data.batch_size=4", "data.train_limit=8",
-          "data.eval_limit=10", "data.eval_batch_size=4", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+COMMON = [
+    "model=tiny_s",
+    "method=prompt_tuning",
+    "task=cb",
+    "data.batch_size=4",
+    "data.train_limit=8",
+    "data.eval_limit=10",
+    "data.eval_batch_size=4",
+    "trainer.max_steps=2",
+    "trainer.val_check_interval=2",
+]
 
 
 def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
     out = tmp_path / "run"
-    env = {**os.environ, "PROMPTSCALE_OUTPUTS": str(tmp_path), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
-           "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "promptscale.train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-           "trainer.precision=32-true", "trainer.strategy.process_group_backend=gloo", "logger=wandb",
-           *COMMON, f"hydra.run.dir={out}"]
+    env = {
+        **os.environ,
+        "PROMPTSCALE_OUTPUTS": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "promptscale.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.precision=32-true",
+        "trainer.strategy.process_group_backend=gloo",
+        "logger=wandb",
+        *COMMON,
+        f"hydra.run.dir={out}",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout + proc.stderr

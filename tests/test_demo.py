@@ -15,9 +15,16 @@ pytestmark = pytest.mark.slow
 
 def launch(tmp_path, *overrides):
     env = {**os.environ, "PROMPTSCALE_OUTPUTS": str(tmp_path), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    cmd = [sys.executable, "-m", "promptscale.train", "experiment=demo",
-           # one seed and two tasks keep CI fast; the sweep machinery is the same as the full demo
-           "seed=0", "task=cb,rte", *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "promptscale.train",
+        "experiment=demo",
+        # one seed and two tasks keep CI fast; the sweep machinery is the same as the full demo
+        "seed=0",
+        "task=cb,rte",
+        *overrides,
+    ]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -29,8 +36,12 @@ def test_demo_sweep_writes_rows_and_figure_then_skips_everything(tmp_path):
     jobs = {(r["model"], r["method"], r["task"], r["seed"]) for r in rows}
     sweep = OmegaConf.load(ROOT / "conf" / "experiment" / "demo.yaml")
     methods = sweep.hydra.sweeper.params.method.split(",")
-    expected = {(m, method, t, 0) for m in ("tiny_s", "tiny_m", "tiny_l") for method in methods
-                for t in (sweep.joint_tasks if method == "multitask_model_tuning" else ("cb", "rte"))}
+    expected = {
+        (m, method, t, 0)
+        for m in ("tiny_s", "tiny_m", "tiny_l")
+        for method in methods
+        for t in (sweep.joint_tasks if method == "multitask_model_tuning" else ("cb", "rte"))
+    }
     assert jobs == expected  # every job has its rows; multi-task runs once on all joint tasks
     assert len(rows) == len({(r["config_hash"], r["task"], r["metric"]) for r in rows})  # none twice
     assert all(r["wandb_run_id"] for r in rows)  # every job logged to (offline) W&B

@@ -11,7 +11,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import FAST, compose_config
 from promptscale.ensemble import (
     ENSEMBLE_FILES,
     PromptEnsemble,
@@ -25,14 +24,18 @@ from promptscale.ensemble import (
 )
 from promptscale.train import run
 
+from conftest import FAST, compose_config
+
 
 def train_prompt_runs(root: Path, jobs: list[list[str]], experiment: str = "demo") -> list[list[dict]]:
     """Tiny prompt-tuning jobs, each in its own folder with Hydra's ``.hydra/config.yaml``."""
     out = []
     for i, overrides in enumerate(jobs):
         job = root / "multiruns" / experiment / "t" / str(i)
-        cfg = compose_config(root, [*FAST, "method=prompt_tuning", f"experiment_name={experiment}",
-                                    *overrides, f"paths.output_dir={job}"])
+        cfg = compose_config(
+            root,
+            [*FAST, "method=prompt_tuning", f"experiment_name={experiment}", *overrides, f"paths.output_dir={job}"],
+        )
         (job / ".hydra").mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, job / ".hydra" / "config.yaml")  # what Hydra writes for every job
         out.append(run(cfg))
@@ -40,8 +43,7 @@ def train_prompt_runs(root: Path, jobs: list[list[str]], experiment: str = "demo
 
 
 def built(make_config, task: str, length: int = 4):
-    cfg = make_config(f"task={task}", f"method.prompt_length={length}", "data.eval_limit=12",
-                      "data.eval_batch_size=6")
+    cfg = make_config(f"task={task}", f"method.prompt_length={length}", "data.eval_limit=12", "data.eval_batch_size=6")
     data = instantiate(cfg.data, seed=0)
     data.load()
     torch.manual_seed(0)  # the same random backbone whatever ran before
@@ -68,7 +70,8 @@ def test_one_replicated_forward_matches_each_prompt_alone(make_config):
     seen = {"encoder": [], "decoder": 0}
     hooks = [
         method.model.encoder.register_forward_pre_hook(
-            lambda m, a, kw: seen["encoder"].append(tuple(kw["inputs_embeds"].shape)), with_kwargs=True),
+            lambda m, a, kw: seen["encoder"].append(tuple(kw["inputs_embeds"].shape)), with_kwargs=True
+        ),
         method.model.decoder.register_forward_pre_hook(lambda m, a: seen.__setitem__("decoder", seen["decoder"] + 1)),
     ]
     b, t = batch["input_ids"].shape
@@ -136,8 +139,17 @@ def test_rebuilt_backbone_is_the_trained_one(make_config):
 
 
 def test_ensemble_table_and_cli(tmp_path):
-    jobs = [["task=rte", "seed=0", f"method.init_seed={i}", "method.prompt_length=4", "data.eval_limit=12",
-             "trainer.max_steps=4"] for i in range(3)]
+    jobs = [
+        [
+            "task=rte",
+            "seed=0",
+            f"method.init_seed={i}",
+            "method.prompt_length=4",
+            "data.eval_limit=12",
+            "trainer.max_steps=4",
+        ]
+        for i in range(3)
+    ]
     rows = train_prompt_runs(tmp_path, jobs)
     runs = find_prompt_runs(tmp_path, tmp_path / "results.jsonl", "demo")
     assert len(runs) == 3 and {r.config_hash for r in runs} == {rs[0]["config_hash"] for rs in rows}
@@ -147,11 +159,25 @@ def test_ensemble_table_and_cli(tmp_path):
     method, data = build_method(runs[0].config)
     result = evaluate_ensemble(method, data, torch.stack([r.prompt for r in runs]))
     assert [m["accuracy"] for m in result["rte"]["individual"]] == pytest.approx(
-        [r.stored["rte"]["accuracy"] for r in runs])
+        [r.stored["rte"]["accuracy"] for r in runs]
+    )
 
     out = tmp_path / "figs"
-    assert main(["--runs", str(tmp_path), "--results", str(tmp_path / "results.jsonl"), "--experiment", "demo",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--runs",
+                str(tmp_path),
+                "--results",
+                str(tmp_path / "results.jsonl"),
+                "--experiment",
+                "demo",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     for name in ENSEMBLE_FILES:
         assert (out / name).stat().st_size > 0
     table = pd.read_csv(out / "ensemble.csv")

@@ -5,8 +5,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import METHODS
 from promptscale.train import run
+
+from conftest import METHODS
 
 
 def setup(make_config, method="prompt_tuning", task="cb", *overrides):

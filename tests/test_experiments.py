@@ -10,9 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONF_DIR, FAST, ROOT, compose_config
 from promptscale.grouping import parse_setting, setting
 from promptscale.train import run
+
+from conftest import CONF_DIR, FAST, ROOT, compose_config
 
 ABLATIONS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("ablation_*.yaml"))
 LM_ADAPTED = ["small", "base", "large", "xl", "xxl"]
@@ -22,8 +23,10 @@ TINY_JOB = {
     "ablation_prompt_length": (["method.prompt_length=1"], "prompt_length=1"),
     "ablation_prompt_init": (["method.init=random_uniform"], "init=random_uniform"),
     # generation with sentinel targets: the decoded text loses the sentinel before scoring
-    "ablation_objective": (["data.target_sentinel=true", "method.eval_mode=generate", "method.max_new_tokens=4"],
-                           "pretraining=tiny_s, target_sentinel=true"),
+    "ablation_objective": (
+        ["data.target_sentinel=true", "method.eval_mode=generate", "method.max_new_tokens=4"],
+        "pretraining=tiny_s, target_sentinel=true",
+    ),
 }
 
 
@@ -67,8 +70,9 @@ def test_objective_labels_plain_and_lm_adapted_models(tmp_path):
     assert axes["model"] == PLAIN and axes["data.target_sentinel"] == ["false", "true"]
     for model in PLAIN + LM_ADAPTED:
         for sentinel in ("false", "true"):
-            cfg = compose_config(tmp_path, ["experiment=ablation_objective", f"model={model}",
-                                            f"data.target_sentinel={sentinel}"])
+            cfg = compose_config(
+                tmp_path, ["experiment=ablation_objective", f"model={model}", f"data.target_sentinel={sentinel}"]
+            )
             objective = "span_corruption" if model.startswith("t5_1_1") else "lm_adaptation"
             assert setting(cfg) == f"pretraining={objective}, target_sentinel={sentinel}"
             assert cfg.model.hub_id.endswith("-lm-adapt") == (objective == "lm_adaptation")
@@ -128,8 +132,12 @@ def test_generated_sentinel_is_dropped_before_postprocessing(make_config):
     """Generation decodes with skip_special_tokens=True, which removes every <extra_id_*>."""
     _, method = attached(make_config)
     tok = method.tokenizer
-    ids = [tok.convert_tokens_to_ids("<extra_id_0>"), *tok("neutral", add_special_tokens=False)["input_ids"],
-           tok.convert_tokens_to_ids("<extra_id_1>"), tok.eos_token_id]
+    ids = [
+        tok.convert_tokens_to_ids("<extra_id_0>"),
+        *tok("neutral", add_special_tokens=False)["input_ids"],
+        tok.convert_tokens_to_ids("<extra_id_1>"),
+        tok.eos_token_id,
+    ]
     assert tok.batch_decode(torch.tensor([ids]), skip_special_tokens=True) == ["neutral"]
 
 

@@ -28,19 +28,36 @@ SEEDS = (0, 1)
 PANELS = {
     "ablation_prompt_length": ["prompt_length=1", "prompt_length=20", "prompt_length=100", "prompt_length=5"],
     "ablation_prompt_init": ["init=class_label", "init=random_uniform", "init=sampled_vocab"],
-    "ablation_objective": ["pretraining=lm_adaptation, target_sentinel=false",
-                           "pretraining=span_corruption, target_sentinel=true",
-                           "pretraining=span_corruption, target_sentinel=false"],
+    "ablation_objective": [
+        "pretraining=lm_adaptation, target_sentinel=false",
+        "pretraining=span_corruption, target_sentinel=true",
+        "pretraining=span_corruption, target_sentinel=false",
+    ],
 }
 
 
 def row(experiment, setting, model, seed, task, metric, value, **over) -> dict:
     r = {
-        "run_id": f"{experiment}-{setting}-{model}-{seed}", "experiment": experiment, "method": "prompt_tuning",
-        "model": model, "size": model, "total_params": T5_PARAMS[model], "method_params": 100,
-        "trainable_params": 100, "task": task, "task_version": 1, "split": "val", "metric": metric,
-        "value": value, "seed": seed, "config_hash": f"h-{experiment}-{setting}-{model}-{seed}", "git_sha": "x",
-        "timestamp": "2025-01-01T00:00:00+00:00", "wandb_run_id": None, "status": "ok", "setting": setting,
+        "run_id": f"{experiment}-{setting}-{model}-{seed}",
+        "experiment": experiment,
+        "method": "prompt_tuning",
+        "model": model,
+        "size": model,
+        "total_params": T5_PARAMS[model],
+        "method_params": 100,
+        "trainable_params": 100,
+        "task": task,
+        "task_version": 1,
+        "split": "val",
+        "metric": metric,
+        "value": value,
+        "seed": seed,
+        "config_hash": f"h-{experiment}-{setting}-{model}-{seed}",
+        "git_sha": "x",
+        "timestamp": "2025-01-01T00:00:00+00:00",
+        "wandb_run_id": None,
+        "status": "ok",
+        "setting": setting,
     }
     r.update(over)
     return r
@@ -76,7 +93,11 @@ def test_score_table_by_setting():
     assert "setting" in table.columns and len(table) == 4 * 2
     # numeric order of prompt lengths, not text order
     assert list(dict.fromkeys(table["setting"])) == [
-        "prompt_length=1", "prompt_length=5", "prompt_length=20", "prompt_length=100"]
+        "prompt_length=1",
+        "prompt_length=5",
+        "prompt_length=20",
+        "prompt_length=100",
+    ]
     for j, setting in enumerate(PANELS["ablation_prompt_length"]):
         for k, model in enumerate(MODELS):
             cell = table[(table.setting == setting) & (table.model == model)].iloc[0]
@@ -135,7 +156,11 @@ def test_four_panels_and_placeholder():
     fig = plot_figure3(ablation_rows())
     axes = [ax for ax in fig.axes if ax.get_title(loc="left")]
     assert [ax.get_title(loc="left") for ax in axes] == [
-        "(a) Prompt length", "(b) Prompt initialization", "(c) Pre-training method", "(d) LM adaptation steps"]
+        "(a) Prompt length",
+        "(b) Prompt initialization",
+        "(c) Pre-training method",
+        "(d) LM adaptation steps",
+    ]
     assert any("no runs" in t.get_text() for t in axes[3].texts)
     labels = axes[2].get_legend_handles_labels()[1]
     assert labels[:3] == ["Span Corruption", "Span Corruption + Sentinel", "LM Adaptation (100K)"]
@@ -174,17 +199,26 @@ def test_cli_figure3_and_panel_override(tmp_path, capsys):
     assert main(["--figure", "3", "--results", str(store.path), "--out", str(out), "--panel", "z=x"]) == 1
     assert "LETTER=EXPERIMENT" in capsys.readouterr().err
     # an experiment that is no ablation (the demo): a lone panel, one line per method
-    store.append([{**r, "experiment": "demo", "setting": ""} for r in rows
-                  if r["experiment"] == "ablation_prompt_init" and r["setting"] == "init=class_label"])
-    assert main(["--figure", "3", "--results", str(store.path), "--out", str(out / "demo"),
-                 "--experiment", "demo"]) == 0
+    store.append(
+        [
+            {**r, "experiment": "demo", "setting": ""}
+            for r in rows
+            if r["experiment"] == "ablation_prompt_init" and r["setting"] == "init=class_label"
+        ]
+    )
+    assert (
+        main(["--figure", "3", "--results", str(store.path), "--out", str(out / "demo"), "--experiment", "demo"]) == 0
+    )
     csv = pd.read_csv(out / "demo" / "figure3.csv")
     assert set(csv["experiment"]) == {"demo"} and len(csv) == len(MODELS)
 
 
 def test_figure1_writes_latex_tasks_table(tmp_path):
-    rows = [{**r, "setting": ""} for r in ablation_rows() if r["experiment"] == "ablation_prompt_init"
-            and r["setting"] == "init=class_label"]
+    rows = [
+        {**r, "setting": ""}
+        for r in ablation_rows()
+        if r["experiment"] == "ablation_prompt_init" and r["setting"] == "init=class_label"
+    ]
     paths = draw_figure(rows, tmp_path)
     assert set(paths) == set(FIGURE_FILES) and "tasks.tex" in paths
     assert r"\toprule" in paths["tasks.tex"].read_text()

@@ -27,11 +27,23 @@ SEEDS = (0, 1)
 
 def row(method, model, seed, task, metric, value, **over) -> dict:
     r = {
-        "run_id": f"{method}-{model}-{seed}", "experiment": "demo", "method": method,
-        "model": model, "total_params": T5_PARAMS[model], "trainable_params": 1, "task": task,
-        "task_version": 1, "split": "val", "metric": metric, "value": value, "seed": seed,
-        "config_hash": f"h-{method}-{model}-{seed}", "git_sha": "x",
-        "timestamp": "2025-01-01T00:00:00+00:00", "wandb_run_id": None, "status": "ok",
+        "run_id": f"{method}-{model}-{seed}",
+        "experiment": "demo",
+        "method": method,
+        "model": model,
+        "total_params": T5_PARAMS[model],
+        "trainable_params": 1,
+        "task": task,
+        "task_version": 1,
+        "split": "val",
+        "metric": metric,
+        "value": value,
+        "seed": seed,
+        "config_hash": f"h-{method}-{model}-{seed}",
+        "git_sha": "x",
+        "timestamp": "2025-01-01T00:00:00+00:00",
+        "wandb_run_id": None,
+        "status": "ok",
     }
     r.update(over)
     return r

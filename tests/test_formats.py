@@ -15,68 +15,132 @@ from promptscale.data.example import Example
 from promptscale.data.formats import FORMATTERS, format_examples, t5_postprocess
 from promptscale.data.tasks import TASKS
 
-BOOLQ = {"question": "is a tomato a fruit", "passage": "Botanically, a tomato is a fruit.",
-         "idx": 7, "label": True}
-CB = {"premise": "The cat sat on the mat.", "hypothesis": "A cat is sitting.", "idx": 3,
-      "label": "neutral"}
-COPA = {"premise": "The glass fell off the table.", "choice1": "It shattered.",
-        "choice2": "It grew.", "question": "effect", "idx": 9, "label": 0}
+BOOLQ = {"question": "is a tomato a fruit", "passage": "Botanically, a tomato is a fruit.", "idx": 7, "label": True}
+CB = {"premise": "The cat sat on the mat.", "hypothesis": "A cat is sitting.", "idx": 3, "label": "neutral"}
+COPA = {
+    "premise": "The glass fell off the table.",
+    "choice1": "It shattered.",
+    "choice2": "It grew.",
+    "question": "effect",
+    "idx": 9,
+    "label": 0,
+}
 MULTIRC = {
-    "idx": 4, "version": 1.1,
+    "idx": 4,
+    "version": 1.1,
     "passage": {
         "text": "Sent 1: Anna baked <b>bread</b>.<br>Sent 2: She  sold it.<br/>",
         "questions": [
-            {"question": "What did Anna bake?", "idx": 0, "answers": [
-                {"text": "Bread", "idx": 0, "label": 1},
-                {"text": "A <b>cake</b>", "idx": 1, "label": 0},
-            ]},
-            {"question": "Who sold it?", "idx": 1, "answers": [
-                {"text": "Anna", "idx": 2, "label": 1},
-            ]},
+            {
+                "question": "What did Anna bake?",
+                "idx": 0,
+                "answers": [
+                    {"text": "Bread", "idx": 0, "label": 1},
+                    {"text": "A <b>cake</b>", "idx": 1, "label": 0},
+                ],
+            },
+            {
+                "question": "Who sold it?",
+                "idx": 1,
+                "answers": [
+                    {"text": "Anna", "idx": 2, "label": 1},
+                ],
+            },
         ],
     },
 }
-RECORD_TEXT = ("Anna Lee won the Cup in Paris.\n@highlight\nLee beat Bob Stone\n@highlight\n"
-               "The final was tense!\n@highlight\nParis cheered")
+RECORD_TEXT = (
+    "Anna Lee won the Cup in Paris.\n@highlight\nLee beat Bob Stone\n@highlight\n"
+    "The final was tense!\n@highlight\nParis cheered"
+)
 RECORD = {
-    "idx": 21, "source": "Invented",
+    "idx": 21,
+    "source": "Invented",
     "passage": {
         "text": RECORD_TEXT,
         # end is inclusive; "Paris" appears twice and must be listed once.
-        "entities": [{"start": 0, "end": 7}, {"start": 17, "end": 19}, {"start": 24, "end": 28},
-                     {"start": 42, "end": 44}, {"start": 51, "end": 59},
-                     {"start": 104, "end": 108}],
+        "entities": [
+            {"start": 0, "end": 7},
+            {"start": 17, "end": 19},
+            {"start": 24, "end": 28},
+            {"start": 42, "end": 44},
+            {"start": 51, "end": 59},
+            {"start": 104, "end": 108},
+        ],
     },
     "qas": [
-        {"query": "@placeholder beat Bob Stone in the final.", "idx": 11, "answers": [
-            {"start": 42, "end": 44, "text": "Lee"},
-            {"start": 0, "end": 7, "text": "Anna Lee"},
-            {"start": 5, "end": 7, "text": "Lee"},  # same text again: one example only
-        ]},
-        {"query": "The Cup final was held in @placeholder.", "idx": 12, "answers": [
-            {"start": 24, "end": 28, "text": "Paris"},
-            {"start": 104, "end": 108, "text": "Paris"},
-        ]},
+        {
+            "query": "@placeholder beat Bob Stone in the final.",
+            "idx": 11,
+            "answers": [
+                {"start": 42, "end": 44, "text": "Lee"},
+                {"start": 0, "end": 7, "text": "Anna Lee"},
+                {"start": 5, "end": 7, "text": "Lee"},  # same text again: one example only
+            ],
+        },
+        {
+            "query": "The Cup final was held in @placeholder.",
+            "idx": 12,
+            "answers": [
+                {"start": 24, "end": 28, "text": "Paris"},
+                {"start": 104, "end": 108, "text": "Paris"},
+            ],
+        },
     ],
 }
-RECORD_PASSAGE = ("Anna Lee won the Cup in Paris. Lee beat Bob Stone. The final was tense! "
-                  "Paris cheered")
+RECORD_PASSAGE = "Anna Lee won the Cup in Paris. Lee beat Bob Stone. The final was tense! Paris cheered"
 RECORD_ENTITIES = ("Anna Lee", "Bob Stone", "Cup", "Lee", "Paris")  # sorted, as TFDS lists them
-RTE = {"premise": "Paris is the capital of France.", "hypothesis": "France has a capital.",
-       "idx": 0, "label": "entailment"}
-WIC = {"word": "bank", "sentence1": "He sat on the bank.", "sentence2": "She robbed the bank.",
-       "start1": 14, "end1": 18, "start2": 15, "end2": 19, "idx": 5, "version": 1.1,
-       "label": False}
-WSC = {"text": "Maria thanked Ana because she had carried the heavy box upstairs.",
-       "target": {"span1_index": 2, "span1_text": "Ana", "span2_index": 4, "span2_text": "she"},
-       "idx": 8, "label": True}
-AXB = {"sentence1": "The cat sat.", "sentence2": "A cat sat.", "idx": "5",
-       "logic": "Lexical entailment", "label": "not_entailment"}
-AXG = {"premise": "The nurse helped the patient because she was kind.",
-       "hypothesis": "The nurse was kind.", "idx": 2, "pair_id": 101, "label": "entailment"}
+RTE = {
+    "premise": "Paris is the capital of France.",
+    "hypothesis": "France has a capital.",
+    "idx": 0,
+    "label": "entailment",
+}
+WIC = {
+    "word": "bank",
+    "sentence1": "He sat on the bank.",
+    "sentence2": "She robbed the bank.",
+    "start1": 14,
+    "end1": 18,
+    "start2": 15,
+    "end2": 19,
+    "idx": 5,
+    "version": 1.1,
+    "label": False,
+}
+WSC = {
+    "text": "Maria thanked Ana because she had carried the heavy box upstairs.",
+    "target": {"span1_index": 2, "span1_text": "Ana", "span2_index": 4, "span2_text": "she"},
+    "idx": 8,
+    "label": True,
+}
+AXB = {
+    "sentence1": "The cat sat.",
+    "sentence2": "A cat sat.",
+    "idx": "5",
+    "logic": "Lexical entailment",
+    "label": "not_entailment",
+}
+AXG = {
+    "premise": "The nurse helped the patient because she was kind.",
+    "hypothesis": "The nurse was kind.",
+    "idx": 2,
+    "pair_id": 101,
+    "label": "entailment",
+}
 
-RECORDS = {"boolq": BOOLQ, "cb": CB, "copa": COPA, "multirc": MULTIRC, "record": RECORD,
-           "rte": RTE, "wic": WIC, "wsc": WSC, "axb": AXB, "axg": AXG}
+RECORDS = {
+    "boolq": BOOLQ,
+    "cb": CB,
+    "copa": COPA,
+    "multirc": MULTIRC,
+    "record": RECORD,
+    "rte": RTE,
+    "wic": WIC,
+    "wsc": WSC,
+    "axb": AXB,
+    "axg": AXG,
+}
 
 
 def _one(task, record, prefix=True, train=False) -> Example:
@@ -100,31 +164,35 @@ def test_boolq():
     assert ex == Example(
         task="boolq",
         inputs="boolq passage: Botanically, a tomato is a fruit. question: is a tomato a fruit",
-        targets="True", choices=("False", "True"), label=1, group="7", answers=("True",))
+        targets="True",
+        choices=("False", "True"),
+        label=1,
+        group="7",
+        answers=("True",),
+    )
     assert _one("boolq", BOOLQ, prefix=False).inputs == (
-        "passage: Botanically, a tomato is a fruit. question: is a tomato a fruit")
+        "passage: Botanically, a tomato is a fruit. question: is a tomato a fruit"
+    )
     assert _one("boolq", {**BOOLQ, "label": False}, train=True).targets == "False"
 
 
 def test_cb():
     ex = _one("cb", CB)
     assert ex.inputs == "cb hypothesis: A cat is sitting. premise: The cat sat on the mat."
-    assert _one("cb", CB, prefix=False).inputs == (
-        "hypothesis: A cat is sitting. premise: The cat sat on the mat.")
-    assert (ex.targets, ex.label, ex.choices) == (
-        "neutral", 2, ("entailment", "contradiction", "neutral"))
+    assert _one("cb", CB, prefix=False).inputs == ("hypothesis: A cat is sitting. premise: The cat sat on the mat.")
+    assert (ex.targets, ex.label, ex.choices) == ("neutral", 2, ("entailment", "contradiction", "neutral"))
     assert _one("cb", {**CB, "label": "contradiction"}, train=True).label == 1
 
 
 def test_copa():
     ex = _one("copa", COPA)
-    assert ex.inputs == ("copa choice1: It shattered. choice2: It grew. "
-                         "premise: The glass fell off the table. question: effect")
+    assert ex.inputs == (
+        "copa choice1: It shattered. choice2: It grew. premise: The glass fell off the table. question: effect"
+    )
     assert _one("copa", COPA, prefix=False).inputs == (
-        "choice1: It shattered. choice2: It grew. "
-        "premise: The glass fell off the table. question: effect")
-    assert (ex.targets, ex.label, ex.choices, ex.group) == ("choice1", 0, ("choice1", "choice2"),
-                                                           "9")
+        "choice1: It shattered. choice2: It grew. premise: The glass fell off the table. question: effect"
+    )
+    assert (ex.targets, ex.label, ex.choices, ex.group) == ("choice1", 0, ("choice1", "choice2"), "9")
     assert _one("copa", {**COPA, "label": 1}).targets == "choice2"
 
 
@@ -137,23 +205,30 @@ def test_multirc_one_example_per_answer_markup_removed():
         f"multirc question: Who sold it? answer: Anna paragraph: {paragraph}",
     ]
     assert [(e.targets, e.label, e.group) for e in examples] == [
-        ("True", 1, "4-0"), ("False", 0, "4-0"), ("True", 1, "4-1")]
+        ("True", 1, "4-0"),
+        ("False", 0, "4-0"),
+        ("True", 1, "4-1"),
+    ]
     no_prefix = format_examples("multirc", MULTIRC, prefix=False, train=False)
-    assert no_prefix[0].inputs == (
-        f"question: What did Anna bake? answer: Bread paragraph: {paragraph}")
+    assert no_prefix[0].inputs == (f"question: What did Anna bake? answer: Bread paragraph: {paragraph}")
     assert all("<" not in e.inputs for e in no_prefix)
 
 
 def test_record_train_one_example_per_distinct_answer():
     examples = format_examples("record", RECORD, prefix=True, train=True)
-    inputs_11 = ("record query: @placeholder beat Bob Stone in the final. "
-                 f"entities: Anna Lee, Bob Stone, Cup, Lee, Paris passage: {RECORD_PASSAGE}")
+    inputs_11 = (
+        "record query: @placeholder beat Bob Stone in the final. "
+        f"entities: Anna Lee, Bob Stone, Cup, Lee, Paris passage: {RECORD_PASSAGE}"
+    )
     assert [(e.inputs, e.targets, e.group) for e in examples] == [
         (inputs_11, "Lee", "11"),
         (inputs_11, "Anna Lee", "11"),
-        ("record query: The Cup final was held in @placeholder. "
-         f"entities: Anna Lee, Bob Stone, Cup, Lee, Paris passage: {RECORD_PASSAGE}",
-         "Paris", "12"),
+        (
+            "record query: The Cup final was held in @placeholder. "
+            f"entities: Anna Lee, Bob Stone, Cup, Lee, Paris passage: {RECORD_PASSAGE}",
+            "Paris",
+            "12",
+        ),
     ]
     assert [e.label for e in examples] == [3, 0, 4]
     assert examples[0].answers == ("Lee", "Anna Lee")
@@ -164,21 +239,24 @@ def test_record_eval_one_example_per_query_with_entity_choices():
     examples = format_examples("record", RECORD, prefix=False, train=False)
     assert len(examples) == 2
     first = examples[0]
-    assert first.inputs == ("query: @placeholder beat Bob Stone in the final. "
-                            f"entities: Anna Lee, Bob Stone, Cup, Lee, Paris "
-                            f"passage: {RECORD_PASSAGE}")
+    assert first.inputs == (
+        "query: @placeholder beat Bob Stone in the final. "
+        f"entities: Anna Lee, Bob Stone, Cup, Lee, Paris "
+        f"passage: {RECORD_PASSAGE}"
+    )
     assert first.choices == RECORD_ENTITIES
     # label: the first gold answer ("Lee") among the choices.
-    assert (first.label, first.targets, first.answers, first.group) == (
-        3, "Lee", ("Lee", "Anna Lee"), "11")
+    assert (first.label, first.targets, first.answers, first.group) == (3, "Lee", ("Lee", "Anna Lee"), "11")
     assert (examples[1].label, examples[1].answers) == (4, ("Paris",))
 
 
 def test_record_highlight_two_step():
     # After ".", "!", "?", '"' or "'" the highlight joins with a space, otherwise with ". ".
     record = copy.deepcopy(RECORD)
-    record["passage"] = {"text": 'A said "go"\n@highlight\nB\n@highlight\nC?\n@highlight\nD',
-                         "entities": [{"start": 0, "end": 0}]}
+    record["passage"] = {
+        "text": 'A said "go"\n@highlight\nB\n@highlight\nC?\n@highlight\nD',
+        "entities": [{"start": 0, "end": 0}],
+    }
     record["qas"] = record["qas"][:1]
     ex = _one("record", record, prefix=False)
     assert ex.inputs.endswith('passage: A said "go" B. C? D')
@@ -197,20 +275,19 @@ def test_record_unlabelled():
 
 def test_rte():
     ex = _one("rte", RTE)
-    assert ex.inputs == ("rte hypothesis: France has a capital. "
-                         "premise: Paris is the capital of France.")
+    assert ex.inputs == ("rte hypothesis: France has a capital. premise: Paris is the capital of France.")
     assert _one("rte", RTE, prefix=False).inputs == (
-        "hypothesis: France has a capital. premise: Paris is the capital of France.")
-    assert (ex.targets, ex.label, ex.choices) == ("entailment", 0,
-                                                 ("entailment", "not_entailment"))
+        "hypothesis: France has a capital. premise: Paris is the capital of France."
+    )
+    assert (ex.targets, ex.label, ex.choices) == ("entailment", 0, ("entailment", "not_entailment"))
 
 
 def test_wic():
     ex = _one("wic", WIC)
-    assert ex.inputs == ("wic sentence1: He sat on the bank. sentence2: She robbed the bank. "
-                         "word: bank")
+    assert ex.inputs == ("wic sentence1: He sat on the bank. sentence2: She robbed the bank. word: bank")
     assert _one("wic", WIC, prefix=False).inputs == (
-        "sentence1: He sat on the bank. sentence2: She robbed the bank. word: bank")
+        "sentence1: He sat on the bank. sentence2: She robbed the bank. word: bank"
+    )
     assert (ex.targets, ex.label, ex.group) == ("False", 0, "5")
 
 
@@ -219,9 +296,15 @@ def test_wsc():
     assert ex == Example(
         task="wsc",
         inputs="wsc: Maria thanked Ana because *she* had carried the heavy box upstairs.",
-        targets="Ana", choices=(), label=1, group="8", answers=("Ana",))
+        targets="Ana",
+        choices=(),
+        label=1,
+        group="8",
+        answers=("Ana",),
+    )
     assert _one("wsc", WSC, prefix=False, train=True).inputs == (
-        "Maria thanked Ana because *she* had carried the heavy box upstairs.")
+        "Maria thanked Ana because *she* had carried the heavy box upstairs."
+    )
 
 
 def test_wsc_train_drops_false_labels_eval_keeps_them():
@@ -233,20 +316,29 @@ def test_wsc_train_drops_false_labels_eval_keeps_them():
     assert _one("wsc", _unlabelled(WSC)).label == -1
 
 
-@pytest.mark.parametrize(("text", "index", "span2", "expected"), [
-    # punctuation glued to the pronoun stays outside the asterisks
-    ("The dog chased the cat until it was tired, then it slept by it.", 13, "it",
-     "The dog chased the cat until it was tired, then it slept by *it*."),
-    # a multi-word span2 replaces as many words
-    ("Tom met Ann and that man waved .", 4, "that man",
-     "Tom met Ann and *that man* waved ."),
-    # an index off by one falls back to the nearest occurrence
-    ("Ann saw Bea when she came in .", 3, "she", "Ann saw Bea when *she* came in ."),
-])
+@pytest.mark.parametrize(
+    ("text", "index", "span2", "expected"),
+    [
+        # punctuation glued to the pronoun stays outside the asterisks
+        (
+            "The dog chased the cat until it was tired, then it slept by it.",
+            13,
+            "it",
+            "The dog chased the cat until it was tired, then it slept by *it*.",
+        ),
+        # a multi-word span2 replaces as many words
+        ("Tom met Ann and that man waved .", 4, "that man", "Tom met Ann and *that man* waved ."),
+        # an index off by one falls back to the nearest occurrence
+        ("Ann saw Bea when she came in .", 3, "she", "Ann saw Bea when *she* came in ."),
+    ],
+)
 def test_wsc_marking(text, index, span2, expected):
-    record = {"text": text, "idx": 0, "label": True,
-              "target": {"span1_index": 0, "span1_text": "X", "span2_index": index,
-                         "span2_text": span2}}
+    record = {
+        "text": text,
+        "idx": 0,
+        "label": True,
+        "target": {"span1_index": 0, "span1_text": "X", "span2_index": index, "span2_text": span2},
+    }
     assert _one("wsc", record, prefix=False).inputs == expected
 
 
@@ -265,8 +357,9 @@ def test_axb_uses_rte_format_keeps_task():
 
 def test_axg_uses_rte_format_keeps_task():
     ex = _one("axg", AXG)
-    assert ex.inputs == ("rte hypothesis: The nurse was kind. "
-                         "premise: The nurse helped the patient because she was kind.")
+    assert ex.inputs == (
+        "rte hypothesis: The nurse was kind. premise: The nurse helped the patient because she was kind."
+    )
     assert (ex.task, ex.targets, ex.label) == ("axg", "entailment", 0)
 
 
@@ -282,8 +375,7 @@ def test_unlabelled_multirc():
     for q in record["passage"]["questions"]:
         for a in q["answers"]:
             del a["label"]
-    assert {(e.label, e.targets) for e in format_examples("multirc", record, prefix=True,
-                                                          train=False)} == {(-1, "")}
+    assert {(e.label, e.targets) for e in format_examples("multirc", record, prefix=True, train=False)} == {(-1, "")}
 
 
 def test_bad_label_raises():

@@ -12,8 +12,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from conftest import CONF_DIR, ROOT
 from promptscale.results import ResultsStore
+
+from conftest import CONF_DIR, ROOT
 
 launcher = pytest.importorskip(
     "hydra_plugins.hydra_submitit_launcher.config",
@@ -38,12 +39,31 @@ def test_launcher_config_uses_only_plugin_keys(name, schema):
 
 
 def test_submitit_local_sweep_jobs_share_one_store(tmp_path):
-    env = {**os.environ, "PROMPTSCALE_OUTPUTS": str(tmp_path), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
-           "OMP_NUM_THREADS": "1"}  # three jobs at once on a small machine
-    cmd = [sys.executable, "-m", "promptscale.train", "-m", "hydra/launcher=submitit_local", "model=tiny_s",
-           "method=prompt_tuning", "task=cb,copa,rte", "logger=none", "trainer.max_steps=2",
-           "trainer.val_check_interval=2", "data.batch_size=4", "data.train_limit=4", "data.eval_limit=4",
-           "trainer.enable_progress_bar=false", "~hydra.callbacks.figure"]
+    env = {
+        **os.environ,
+        "PROMPTSCALE_OUTPUTS": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+    }  # three jobs at once on a small machine
+    cmd = [
+        sys.executable,
+        "-m",
+        "promptscale.train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "model=tiny_s",
+        "method=prompt_tuning",
+        "task=cb,copa,rte",
+        "logger=none",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "data.batch_size=4",
+        "data.train_limit=4",
+        "data.eval_limit=4",
+        "trainer.enable_progress_bar=false",
+        "~hydra.callbacks.figure",
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
 

@@ -16,8 +16,11 @@ def build(make_config, *overrides, task="rte"):
 def formula(method, r: int, targets: set[str]) -> int:
     """r * (d_in + d_out) for every adapted nn.Linear of the backbone."""
     base = method.model.get_base_model()
-    return sum(r * (m.base_layer.in_features + m.base_layer.out_features)
-               for name, m in base.named_modules() if name.rsplit(".", 1)[-1] in targets and hasattr(m, "base_layer"))
+    return sum(
+        r * (m.base_layer.in_features + m.base_layer.out_features)
+        for name, m in base.named_modules()
+        if name.rsplit(".", 1)[-1] in targets and hasattr(m, "base_layer")
+    )
 
 
 @pytest.mark.parametrize("r,targets", [(8, "[q,v]"), (3, "[q,k,v,o,wi_0,wi_1,wo]")])
@@ -50,8 +53,13 @@ def test_update_starts_at_zero_and_the_base_interface_still_works(make_config):
     with method.model.disable_adapter():
         frozen = method(ids, mask, labels)
     assert torch.allclose(method(ids, mask, labels), frozen)  # B = 0 at init
-    batch = {"input_ids": ids, "attention_mask": mask, "choice_owner": torch.tensor([0, 0, 1]),
-             "choice_labels": torch.tensor([[11, 1], [12, 1], [13, 1]]), "examples": [None, None]}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "choice_owner": torch.tensor([0, 0, 1]),
+        "choice_labels": torch.tensor([[11, 1], [12, 1], [13, 1]]),
+        "examples": [None, None],
+    }
     assert method.choice_log_likelihoods(batch).shape == (3,)  # encoder + forward(encoder_outputs=...)
     assert len(method.generate_texts(batch)) == 2  # generate through the PeftModel
 

@@ -23,30 +23,56 @@ from promptscale.metrics import (
 )
 
 # Literal official-schema records (invented text; see test_formats.py for their formats).
-RTE = {"premise": "Paris is the capital of France.", "hypothesis": "France has a capital.",
-       "idx": 0, "label": "entailment"}
-CB = {"premise": "The cat sat on the mat.", "hypothesis": "A cat is sitting.", "idx": 3,
-      "label": "neutral"}
-MULTIRC = {"idx": 4, "version": 1.1, "passage": {
-    "text": "Anna baked <b>bread</b>.<br>She sold it.",
-    "questions": [
-        {"question": "What did Anna bake?", "idx": 0, "answers": [
-            {"text": "Bread", "idx": 0, "label": 1}, {"text": "Cake", "idx": 1, "label": 0}]},
-        {"question": "Who sold it?", "idx": 1, "answers": [{"text": "Anna", "idx": 2, "label": 1}]},
-    ]}}
-RECORD = {"idx": 21, "source": "Invented", "passage": {
-    "text": "Anna Lee won the Cup in Paris.\n@highlight\nLee beat Bob Stone",
-    "entities": [{"start": 0, "end": 7}, {"start": 17, "end": 19}, {"start": 24, "end": 28},
-                 {"start": 42, "end": 44}, {"start": 51, "end": 59}]},
+RTE = {
+    "premise": "Paris is the capital of France.",
+    "hypothesis": "France has a capital.",
+    "idx": 0,
+    "label": "entailment",
+}
+CB = {"premise": "The cat sat on the mat.", "hypothesis": "A cat is sitting.", "idx": 3, "label": "neutral"}
+MULTIRC = {
+    "idx": 4,
+    "version": 1.1,
+    "passage": {
+        "text": "Anna baked <b>bread</b>.<br>She sold it.",
+        "questions": [
+            {
+                "question": "What did Anna bake?",
+                "idx": 0,
+                "answers": [{"text": "Bread", "idx": 0, "label": 1}, {"text": "Cake", "idx": 1, "label": 0}],
+            },
+            {"question": "Who sold it?", "idx": 1, "answers": [{"text": "Anna", "idx": 2, "label": 1}]},
+        ],
+    },
+}
+RECORD = {
+    "idx": 21,
+    "source": "Invented",
+    "passage": {
+        "text": "Anna Lee won the Cup in Paris.\n@highlight\nLee beat Bob Stone",
+        "entities": [
+            {"start": 0, "end": 7},
+            {"start": 17, "end": 19},
+            {"start": 24, "end": 28},
+            {"start": 42, "end": 44},
+            {"start": 51, "end": 59},
+        ],
+    },
     "qas": [
-        {"query": "@placeholder beat Bob Stone.", "idx": 11, "answers": [
-            {"start": 42, "end": 44, "text": "Lee"}, {"start": 0, "end": 7, "text": "Anna Lee"}]},
-        {"query": "The Cup was in @placeholder.", "idx": 12, "answers": [
-            {"start": 24, "end": 28, "text": "Paris"}]},
-    ]}
-WSC = {"text": "Maria thanked Ana because she had carried the heavy box upstairs.",
-       "target": {"span1_index": 2, "span1_text": "Ana", "span2_index": 4, "span2_text": "she"},
-       "idx": 8, "label": True}
+        {
+            "query": "@placeholder beat Bob Stone.",
+            "idx": 11,
+            "answers": [{"start": 42, "end": 44, "text": "Lee"}, {"start": 0, "end": 7, "text": "Anna Lee"}],
+        },
+        {"query": "The Cup was in @placeholder.", "idx": 12, "answers": [{"start": 24, "end": 28, "text": "Paris"}]},
+    ],
+}
+WSC = {
+    "text": "Maria thanked Ana because she had carried the heavy box upstairs.",
+    "target": {"span1_index": 2, "span1_text": "Ana", "span2_index": 4, "span2_text": "she"},
+    "idx": 8,
+    "label": True,
+}
 
 approx = pytest.approx
 
@@ -84,10 +110,10 @@ def test_f1_macro_and_mcc_match_sklearn():
     preds = [0, 2, 1, 1, 0, 2, 2, 0, -1, 1]
     refs = [0, 1, 1, 2, 0, 2, 0, 0, 1, 1]
     assert f1_macro(preds, refs, labels=range(3)) == approx(
-        100 * metrics.f1_score(refs, preds, labels=[0, 1, 2], average="macro", zero_division=0))
+        100 * metrics.f1_score(refs, preds, labels=[0, 1, 2], average="macro", zero_division=0)
+    )
     bin_preds, bin_refs = [1, 0, 1, 1, 0, 0, 1, -1], [1, 0, 0, 1, 1, 0, 1, 0]
-    assert matthews_corr(bin_preds, bin_refs) == approx(
-        100 * metrics.matthews_corrcoef(bin_refs, bin_preds))
+    assert matthews_corr(bin_preds, bin_refs) == approx(100 * metrics.matthews_corrcoef(bin_refs, bin_preds))
 
 
 def test_matthews_corr():
@@ -127,15 +153,18 @@ def test_record_em_f1():
         record_em_f1({}, {"q": []})
 
 
-@pytest.mark.parametrize(("prediction", "referent", "expected"), [
-    ("the dog", "The dog", True),           # case and determiners ignored
-    ("dog", "the big dog", True),           # subset
-    ("the big brown dog", "big dog", True),  # superset
-    ("cat", "the dog", False),
-    ("Bob", "Bob's hat", False),            # possessive on one side only
-    ("", "Tom", False),                     # empty output never matches
-    ("Tom.", "Tom", False),                 # T5 does not strip punctuation
-])
+@pytest.mark.parametrize(
+    ("prediction", "referent", "expected"),
+    [
+        ("the dog", "The dog", True),  # case and determiners ignored
+        ("dog", "the big dog", True),  # subset
+        ("the big brown dog", "big dog", True),  # superset
+        ("cat", "the dog", False),
+        ("Bob", "Bob's hat", False),  # possessive on one side only
+        ("", "Tom", False),  # empty output never matches
+        ("Tom.", "Tom", False),  # T5 does not strip punctuation
+    ],
+)
 def test_wsc_referent_match(prediction, referent, expected):
     assert wsc_referent_match(prediction, referent) is expected
 
@@ -178,12 +207,17 @@ def test_evaluate_metric_multirc_batches():
 def test_evaluate_metric_record():
     metric = SuperGlueMetric(config_name="record")
     out = metric.compute(
-        predictions=[{"group": "q1", "prediction_text": "the Eiffel Tower"},
-                     {"group": "q2", "prediction_text": "Paris France"},
-                     {"group": "q3", "prediction_text": "Nice"}],
-        references=[{"group": "q1", "answers": ["Eiffel Tower", "Tower"]},
-                    {"group": "q2", "answers": ["Paris"]},
-                    {"group": "q3", "answers": ["Lyon"]}])
+        predictions=[
+            {"group": "q1", "prediction_text": "the Eiffel Tower"},
+            {"group": "q2", "prediction_text": "Paris France"},
+            {"group": "q3", "prediction_text": "Nice"},
+        ],
+        references=[
+            {"group": "q1", "answers": ["Eiffel Tower", "Tower"]},
+            {"group": "q2", "answers": ["Paris"]},
+            {"group": "q3", "answers": ["Lyon"]},
+        ],
+    )
     assert out == {"em": approx(100 / 3), "f1": approx(500 / 9)}  # as test_record_em_f1
 
 
@@ -204,8 +238,7 @@ def _eval_examples(task, records):
 def test_score_examples_int_and_str_predictions():
     examples = _eval_examples("rte", [RTE, {**RTE, "label": "not_entailment"}])
     assert score_examples("rte", examples, [0, 0]) == {"accuracy": 50.0}
-    assert score_examples("rte", examples, ["entailment", "not_entailment"]) == {
-        "accuracy": 100.0}
+    assert score_examples("rte", examples, ["entailment", "not_entailment"]) == {"accuracy": 100.0}
     # unparseable text maps to -1: wrong
     assert score_examples("rte", examples, ["yes", " not_entailment "]) == {"accuracy": 50.0}
 
@@ -222,8 +255,7 @@ def test_score_examples_cb():
 def test_score_examples_multirc_groups_by_question():
     examples = _eval_examples("multirc", [MULTIRC])  # labels 1, 0 (question 4-0), 1 (4-1)
     # preds 1, 1, 1: tp 2, fp 1 -> F1a 4/5; question 4-0 wrong, 4-1 right -> EM 1/2
-    assert score_examples("multirc", examples, ["True", 1, "True"]) == {
-        "f1a": approx(80.0), "em": 50.0}
+    assert score_examples("multirc", examples, ["True", 1, "True"]) == {"f1a": approx(80.0), "em": 50.0}
 
 
 def test_score_examples_record():
@@ -233,8 +265,7 @@ def test_score_examples_record():
     # "Anna Lee" is gold for 11; "Cup" vs Paris: 0. EM = F1 = 1/2
     assert score_examples("record", examples, ["Anna Lee", 2]) == {"em": 50.0, "f1": 50.0}
     # "Lee Cup": EM 0 for 11, F1 vs "Lee" = 2*(1/2*1)/(1/2+1) = 2/3, vs "Anna Lee" = 1/2 -> 2/3
-    assert score_examples("record", examples, ["Lee Cup", "Paris"]) == {
-        "em": 50.0, "f1": approx(100 * (2 / 3 + 1) / 2)}
+    assert score_examples("record", examples, ["Lee Cup", "Paris"]) == {"em": 50.0, "f1": approx(100 * (2 / 3 + 1) / 2)}
 
 
 def test_score_examples_wsc():
@@ -248,8 +279,10 @@ def test_score_examples_wsc():
 
 
 def test_score_examples_axb_with_rte_outputs():
-    records = [{"sentence1": "A.", "sentence2": "B.", "idx": str(i), "label": lab}
-               for i, lab in enumerate(["entailment", "not_entailment", "not_entailment"])]
+    records = [
+        {"sentence1": "A.", "sentence2": "B.", "idx": str(i), "label": lab}
+        for i, lab in enumerate(["entailment", "not_entailment", "not_entailment"])
+    ]
     examples = _eval_examples("axb", records)
     # preds 0, 1, 0 vs refs 0, 1, 1: tp(1=pos) 1, tn 1, fn 1, fp 0
     # MCC over classes: (1*1 - 0*1) / sqrt((1)(2)(2)(1)) = 1/2
@@ -261,8 +294,7 @@ def test_score_examples_refuses_unlabelled():
     unlabelled = {k: v for k, v in RTE.items() if k != "label"}
     with pytest.raises(ValueError, match="unlabelled"):
         score_examples("rte", _eval_examples("rte", [unlabelled]), [0])
-    record = {**RECORD, "qas": [{k: v for k, v in qa.items() if k != "answers"}
-                                for qa in RECORD["qas"]]}
+    record = {**RECORD, "qas": [{k: v for k, v in qa.items() if k != "answers"} for qa in RECORD["qas"]]}
     with pytest.raises(ValueError, match="unlabelled"):
         score_examples("record", _eval_examples("record", [record]), [0, 0])
     wsc = {k: v for k, v in WSC.items() if k != "label"}
@@ -277,8 +309,9 @@ def test_compute_task_metrics_keys_follow_task_specs():
         if task == "multirc":
             out = compute_task_metrics(task, [{"group": "g", "prediction": 1}], [1])
         elif task == "record":
-            out = compute_task_metrics(task, [{"group": "g", "prediction_text": "x"}],
-                                       [{"group": "g", "answers": ["x"]}])
+            out = compute_task_metrics(
+                task, [{"group": "g", "prediction_text": "x"}], [{"group": "g", "answers": ["x"]}]
+            )
         else:
             out = compute_task_metrics(task, [0, 1], [0, 1])
         assert tuple(out) == TASKS[task].metrics
@@ -318,7 +351,6 @@ def test_superglue_score_ignores_diagnostics():
     with_ax = {**LESTER_XXL, "axb": {"matthews_corr": 0.0}, "axg": {"accuracy": 0.0}}
     assert superglue_score(with_ax) == approx(90.4875)
     # a subset averages what is given: (91.1 + 99.15) / 2
-    assert superglue_score({"boolq": LESTER_XXL["boolq"], "cb": LESTER_XXL["cb"]}) == approx(
-        95.125)
+    assert superglue_score({"boolq": LESTER_XXL["boolq"], "cb": LESTER_XXL["cb"]}) == approx(95.125)
     with pytest.raises(ValueError):
         superglue_score({"axb": {"matthews_corr": 10.0}})

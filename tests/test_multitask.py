@@ -4,10 +4,11 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import SUPERGLUE
 from promptscale.data.datamodule import MixtureSampler, mixing_rates
 from promptscale.data.tasks import get_task
 from promptscale.train import run
+
+from conftest import SUPERGLUE
 
 
 def attached(make_config, *overrides, tasks=("record", "cb", "rte")):
@@ -60,15 +61,17 @@ def test_single_task_adds_no_per_task_checkpoints(make_config):
 
 
 def test_one_run_scores_every_task_with_its_own_best_checkpoint(make_config, tmp_path):
-    cfg = make_config("method=multitask_model_tuning", "task=superglue", "trainer.max_steps=4",
-                      "trainer.val_check_interval=2")
+    cfg = make_config(
+        "method=multitask_model_tuning", "task=superglue", "trainer.max_steps=4", "trainer.val_check_interval=2"
+    )
     rows = run(cfg)
     assert {r["task"] for r in rows} == set(SUPERGLUE)
     for task in SUPERGLUE:
         task_rows = [r for r in rows if r["task"] == task]
         assert {r["metric"] for r in task_rows} == set(get_task(task).metrics)
-        ckpt = torch.load(tmp_path / "run" / "checkpoints" / f"best-{task}.ckpt", map_location="cpu",
-                          weights_only=False)
+        ckpt = torch.load(
+            tmp_path / "run" / "checkpoints" / f"best-{task}.ckpt", map_location="cpu", weights_only=False
+        )
         # the file holds the weights of the step whose dev score the rows report
         assert ckpt["global_step"] == task_rows[0]["step"] == ckpt["promptscale_best"][task]["step"]
         assert ckpt["promptscale_best"][task]["metrics"] == {r["metric"]: r["value"] for r in task_rows}

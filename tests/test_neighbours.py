@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
+from test_ensemble import train_prompt_runs
 
 from promptscale.ensemble import find_prompt_runs
 from promptscale.models import EMBEDDED_TOKENIZER_DIR
@@ -18,7 +19,6 @@ from promptscale.neighbours import (
     prompt_neighbours,
     summarize,
 )
-from test_ensemble import train_prompt_runs
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,9 @@ def test_backbone_embeddings_are_the_trained_ones(make_config):
 def test_cli_tables(tmp_path):
     train_prompt_runs(tmp_path, [["task=cb", "method.prompt_length=6", "method.init=class_label"]], "nb")
     out = tmp_path / "figs"
-    assert main(["--runs", str(tmp_path), "--results", str(tmp_path / "results.jsonl"), "--out", str(out),
-                 "-k", "3"]) == 0
+    assert (
+        main(["--runs", str(tmp_path), "--results", str(tmp_path / "results.jsonl"), "--out", str(out), "-k", "3"]) == 0
+    )
     for name in NEIGHBOUR_FILES:
         assert (out / name).stat().st_size > 0
     long = pd.read_csv(out / "neighbours.csv")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from test_ensemble import train_prompt_runs
 
 from conftest import ROOT
-from test_ensemble import train_prompt_runs
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -28,8 +28,9 @@ def demo_outputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("outputs")
     base = ["task=cb", "method.prompt_length=4"]
     train_prompt_runs(root, [[*base, "seed=0"], [*base, "seed=1"], ["task=cb", "method=model_tuning"]], "demo")
-    train_prompt_runs(root, [[*base, "method.init=random_uniform", "figure.group_by=[method.init]"]],
-                      "ablation_prompt_init")
+    train_prompt_runs(
+        root, [[*base, "method.init=random_uniform", "figure.group_by=[method.init]"]], "ablation_prompt_init"
+    )
     return root
 
 
@@ -39,12 +40,19 @@ def test_notebooks_run_clean(demo_outputs, monkeypatch):
     monkeypatch.setenv("PROMPTSCALE_EXPERIMENT", "demo")
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(demo_outputs)}}).execute()
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(demo_outputs)}}
+        ).execute()
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors, f"{path.name}: {errors}"
     figures = demo_outputs / "figures" / "notebooks"
-    for name in ("demo/figure1.png", "demo/tasks.md", "figure3/figure3.png", "demo/neighbours.md",
-                 "demo/nearest_similarity.png", "demo/ensemble.md"):
+    for name in (
+        "demo/figure1.png",
+        "demo/tasks.md",
+        "figure3/figure3.png",
+        "demo/neighbours.md",
+        "demo/nearest_similarity.png",
+        "demo/ensemble.md",
+    ):
         assert (figures / name).stat().st_size > 0, name
     assert "| demo | tiny_s |  | cb | 2 | 0,1 |" in (figures / "demo" / "ensemble.md").read_text()

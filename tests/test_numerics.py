@@ -10,7 +10,6 @@ from promptscale.results import ResultsStore
 from promptscale.resume import NonFiniteLossError
 from promptscale.train import run
 
-
 # one intra-op thread for the whole module (conftest.one_thread); requested first, so
 # module fixtures that train (test_preemption's `uninterrupted`) see the same threads
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,9 +28,15 @@ class PoisonAtStep(L.Callback):
 
 
 def test_nan_loss_stops_with_the_step_keeps_checkpoint_and_records_failure(make_config, tmp_path):
-    cfg = make_config("method=prompt_tuning", "task=cb", "data.train_limit=16", "trainer.max_steps=8",
-                      "trainer.val_check_interval=4", "callbacks.resume.every_n_steps=3",
-                      "+callbacks.poison={_target_:test_numerics.PoisonAtStep,step:5}")
+    cfg = make_config(
+        "method=prompt_tuning",
+        "task=cb",
+        "data.train_limit=16",
+        "trainer.max_steps=8",
+        "trainer.val_check_interval=4",
+        "callbacks.resume.every_n_steps=3",
+        "+callbacks.poison={_target_:test_numerics.PoisonAtStep,step:5}",
+    )
     with pytest.raises(NonFiniteLossError, match=r"non-finite training loss \(nan\) at step 5") as err:
         run(cfg)
     (last,) = tmp_path.glob("checkpoints/*/last.ckpt")

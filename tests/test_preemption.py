@@ -8,15 +8,22 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from conftest import compose_config
 from promptscale.results import ResultsStore
 from promptscale.resume import Preempted
 from promptscale.train import run
 
+from conftest import compose_config
+
 # 16 CB examples in batches of 4: 4 steps per epoch, so step 5 is mid-epoch; evaluation every 4
 # steps; dropout on (tiny_s has 0.1), so a resume that got the RNG wrong would show.
-SETUP = ["task=cb", "data.train_limit=16", "data.eval_limit=8",
-         "trainer.max_steps=12", "trainer.val_check_interval=4", "callbacks.resume.every_n_steps=3"]
+SETUP = [
+    "task=cb",
+    "data.train_limit=16",
+    "data.eval_limit=8",
+    "trainer.max_steps=12",
+    "trainer.val_check_interval=4",
+    "callbacks.resume.every_n_steps=3",
+]
 
 
 # one intra-op thread for the whole module (conftest.one_thread); requested first, so
@@ -64,28 +71,45 @@ def uninterrupted(tmp_path_factory):
 
     def rows(*extra: str):
         if extra not in runs:
-            runs[extra] = run(compose_config(tmp_path_factory.mktemp("unbroken"), [
-                "model=tiny_s", "logger=none", "trainer.enable_progress_bar=false", "data.batch_size=4",
-                *SETUP, *with_method(extra)]))
+            runs[extra] = run(
+                compose_config(
+                    tmp_path_factory.mktemp("unbroken"),
+                    [
+                        "model=tiny_s",
+                        "logger=none",
+                        "trainer.enable_progress_bar=false",
+                        "data.batch_size=4",
+                        *SETUP,
+                        *with_method(extra),
+                    ],
+                )
+            )
         return runs[extra]
 
     return rows
 
 
-@pytest.mark.parametrize("signum,step,extra", [
-    ("SIGUSR1", 5, ()),  # mid-epoch
-    ("SIGTERM", 8, ()),  # an evaluation step: saved after the evaluation
-    ("SIGUSR1", 5, ("trainer.accumulate_grad_batches=2",)),  # signal mid-accumulation: saved after the step
-    # frozen-backbone methods: last.ckpt holds what trains (prefix tuning: its MLP too) + optimizer
-    ("SIGUSR1", 5, ("method=prompt_tuning",)),
-    ("SIGUSR1", 5, ("method=prefix_tuning",)),
-    ("SIGUSR1", 5, ("method=lora",)),
-])
+@pytest.mark.parametrize(
+    "signum,step,extra",
+    [
+        ("SIGUSR1", 5, ()),  # mid-epoch
+        ("SIGTERM", 8, ()),  # an evaluation step: saved after the evaluation
+        ("SIGUSR1", 5, ("trainer.accumulate_grad_batches=2",)),  # signal mid-accumulation: saved after the step
+        # frozen-backbone methods: last.ckpt holds what trains (prefix tuning: its MLP too) + optimizer
+        ("SIGUSR1", 5, ("method=prompt_tuning",)),
+        ("SIGUSR1", 5, ("method=prefix_tuning",)),
+        ("SIGUSR1", 5, ("method=lora",)),
+    ],
+)
 def test_signal_saves_exits_and_resumes_where_it_stopped(make_config, uninterrupted, signum, step, extra):
     probe = "+callbacks.probe={_target_:test_preemption.FirstStep}"
     extra = with_method(extra)
-    cfg = make_config(*SETUP, *extra, f"+callbacks.signal={{_target_:test_preemption.SignalAtStep,step:{step},"
-                      f"signum:{signum}}}", probe)
+    cfg = make_config(
+        *SETUP,
+        *extra,
+        f"+callbacks.signal={{_target_:test_preemption.SignalAtStep,step:{step},signum:{signum}}}",
+        probe,
+    )
     handler_before = signal.getsignal(signal.Signals[signum])
     FirstStep.seen.clear()
     with pytest.raises(Preempted) as stop:

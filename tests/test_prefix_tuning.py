@@ -12,9 +12,10 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 
-from conftest import CONF_DIR
 from promptscale.methods.prefix_tuning import PrefixTuning
 from promptscale.modules.prefix import PrefixEncoder, attach_prefixes, extend_bias, extend_mask
+
+from conftest import CONF_DIR
 
 SPEC = instantiate(OmegaConf.load(CONF_DIR / "model" / "tiny_s.yaml"))  # L=2, H=4, d_kv=8, d_model=32
 L, H, D, DM = SPEC.num_layers, SPEC.num_heads, SPEC.d_kv, SPEC.d_model
@@ -31,7 +32,7 @@ def inputs(batch: int = 2, length: int = 7, target: int = 3, seed: int = 1) -> d
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, 200, (batch, length), generator=gen)  # [B, T]
     mask = torch.ones_like(ids)
-    mask[-1, length - 2:] = 0  # a padded row, so the extended mask matters
+    mask[-1, length - 2 :] = 0  # a padded row, so the extended mask matters
     return {"input_ids": ids, "attention_mask": mask, "labels": torch.randint(3, 200, (batch, target), generator=gen)}
 
 
@@ -98,14 +99,27 @@ def test_prefix_keys_get_zero_bias_and_are_always_visible():
 
 
 def test_eager_and_sdpa_backends_agree():
-    config = T5Config(vocab_size=200, d_model=24, d_ff=32, d_kv=8, num_layers=2, num_heads=4, dropout_rate=0.0,
-                      decoder_start_token_id=0, tie_word_embeddings=False)
+    config = T5Config(
+        vocab_size=200,
+        d_model=24,
+        d_ff=32,
+        d_kv=8,
+        num_layers=2,
+        num_heads=4,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     sdpa = T5ForConditionalGeneration(config).eval()
     eager = copy.deepcopy(sdpa)
     eager.set_attn_implementation("eager")
-    prefixes = nn.ModuleDict({name: PrefixEncoder(3, 2, 4, 8, 24, hidden=None, init_std=1.0)
-                              for name in ("encoder_self", "decoder_self", "decoder_cross")})
+    prefixes = nn.ModuleDict(
+        {
+            name: PrefixEncoder(3, 2, 4, 8, 24, hidden=None, init_std=1.0)
+            for name in ("encoder_self", "decoder_self", "decoder_cross")
+        }
+    )
     attach_prefixes(sdpa, prefixes)
     attach_prefixes(eager, prefixes)
     batch = inputs()
@@ -138,8 +152,9 @@ def test_rank_classification_expands_decoder_prefixes_to_the_choices():
     labels[1, 2] = -100
     scores = method.choice_log_likelihoods({**batch, "choice_owner": owner, "choice_labels": labels})
     with torch.no_grad():
-        full = method.model(input_ids=batch["input_ids"][owner], attention_mask=batch["attention_mask"][owner],
-                            labels=labels).logits.log_softmax(-1)  # [C, L, V], encoder run per choice
+        full = method.model(
+            input_ids=batch["input_ids"][owner], attention_mask=batch["attention_mask"][owner], labels=labels
+        ).logits.log_softmax(-1)  # [C, L, V], encoder run per choice
     expected = (full.gather(-1, labels.clamp(min=0)[..., None])[..., 0] * (labels >= 0)).sum(-1)
     torch.testing.assert_close(scores, expected, atol=1e-5, rtol=1e-5)
 
@@ -147,14 +162,25 @@ def test_rank_classification_expands_decoder_prefixes_to_the_choices():
 def test_cached_generation_applies_the_decoder_prefix_once_per_step():
     method = make_method(init_std=1.0)
     batch = inputs()
-    out = method.model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                max_new_tokens=6, min_new_tokens=6, do_sample=False, num_beams=1,
-                                output_scores=True, return_dict_in_generate=True)
+    out = method.model.generate(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        max_new_tokens=6,
+        min_new_tokens=6,
+        do_sample=False,
+        num_beams=1,
+        output_scores=True,
+        return_dict_in_generate=True,
+    )
     decoder_ids = out.sequences[:, :1]  # [B, 1] the start token
-    for step, scores in enumerate(out.scores):  # full recomputation without any cache
+    for scores in out.scores:  # full recomputation without any cache
         with torch.no_grad():
-            full = method.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                decoder_input_ids=decoder_ids, use_cache=False).logits[:, -1]  # [B, V]
+            full = method.model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                decoder_input_ids=decoder_ids,
+                use_cache=False,
+            ).logits[:, -1]  # [B, V]
         eos = method.model.generation_config.eos_token_id
         full[:, eos] = scores[:, eos]  # min_new_tokens masks EOS in the generated scores
         torch.testing.assert_close(scores, full, atol=1e-5, rtol=1e-5)
@@ -180,13 +206,24 @@ def peft_layout_to_ours(weight: torch.Tensor, layers: int, heads: int, head_dim:
 def peft_pair():
     peft = pytest.importorskip("peft")
     # d_model=24 != heads x d_kv = 32, and odd depth, to exercise PEFT's layout
-    config = T5Config(vocab_size=200, d_model=24, d_ff=32, d_kv=8, num_layers=3, num_heads=4, dropout_rate=0.0,
-                      decoder_start_token_id=0, tie_word_embeddings=False, feed_forward_proj="gated-gelu")
+    config = T5Config(
+        vocab_size=200,
+        d_model=24,
+        d_ff=32,
+        d_kv=8,
+        num_layers=3,
+        num_heads=4,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+        tie_word_embeddings=False,
+        feed_forward_proj="gated-gelu",
+    )
     torch.manual_seed(0)
     backbone = T5ForConditionalGeneration(config).eval()
     P = 5
-    peft_config = peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, token_dim=4 * 8,
-                                          num_attention_heads=4, num_layers=3)
+    peft_config = peft.PrefixTuningConfig(
+        task_type="SEQ_2_SEQ_LM", num_virtual_tokens=P, token_dim=4 * 8, num_attention_heads=4, num_layers=3
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = peft.get_peft_model(copy.deepcopy(backbone), peft_config).eval()
@@ -227,8 +264,12 @@ def test_decoder_self_prefix_matches_peft_without_relative_bias(peft_pair):
 # -- the artifact ---------------------------------------------------------------------------------
 def test_checkpoint_holds_only_projected_prefixes_and_reloads_the_same_logits(tmp_path):
     method = make_method(prefix_length=3, hidden=16)
-    checkpoint = {"state_dict": method.state_dict(), "optimizer_states": [{}], "lr_schedulers": [{}],
-                  "pytorch-lightning_version": lightning.__version__}  # what Trainer.save_checkpoint passes
+    checkpoint = {
+        "state_dict": method.state_dict(),
+        "optimizer_states": [{}],
+        "lr_schedulers": [{}],
+        "pytorch-lightning_version": lightning.__version__,
+    }  # what Trainer.save_checkpoint passes
     method.on_save_checkpoint(checkpoint)
     state = checkpoint["state_dict"]
     assert set(state) == {f"prefixes.{n}.prefix" for n in ("encoder_self", "decoder_self", "decoder_cross")}

@@ -3,10 +3,10 @@
 import lightning as L
 import pytest
 from hydra.utils import instantiate
+from test_templates import CB, RTE
 
 from promptscale.data.templates import GPT3
 from promptscale.train import run
-from test_templates import CB, RTE
 
 
 def build(make_config, *overrides, task="cb"):
@@ -29,8 +29,10 @@ def test_run_never_fits_and_rows_record_template_and_shots(make_config, monkeypa
     assert all(r["trainable_params"] == 0 and r["method_params"] == 0 for r in rows)
 
 
-@pytest.mark.parametrize("override", ["method.shots=-1", "+method.lr=0.1", "+method.max_steps=10",
-                                      "method.template=nope", "+method.eval_mode=generate"])
+@pytest.mark.parametrize(
+    "override",
+    ["method.shots=-1", "+method.lr=0.1", "+method.max_steps=10", "method.template=nope", "+method.eval_mode=generate"],
+)
 def test_invalid_or_training_options_fail_at_construction(make_config, override):
     with pytest.raises(ValueError, match="shots|no training step|template|eval_mode"):
         build(make_config, override)

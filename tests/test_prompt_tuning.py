@@ -35,7 +35,8 @@ def test_prompt_is_prepended_to_encoder_inputs_only(make_config):
     seen = {}
     hook = method.model.decoder.register_forward_pre_hook(
         lambda mod, args, kw: seen.update(dec=kw["input_ids"].shape, enc=kw["encoder_hidden_states"].shape),
-        with_kwargs=True)
+        with_kwargs=True,
+    )
     method(ids, mask, labels)
     hook.remove()
     assert seen["dec"] == (2, 2) and seen["enc"][1] == 9
@@ -48,7 +49,7 @@ def test_class_label_init_uses_label_embeddings_then_top_vocab(make_config):
     for i, word in enumerate(words):
         ids = method.tokenizer(word, add_special_tokens=False)["input_ids"]
         assert torch.allclose(method.prompt.embedding[i], vocab[ids].mean(0))
-    for row in method.prompt.embedding[len(words):]:
+    for row in method.prompt.embedding[len(words) :]:
         assert any(torch.equal(row, vocab[j]) for j in range(50))
 
 

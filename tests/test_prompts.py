@@ -82,8 +82,12 @@ def peft_logits(peft_model, b: dict) -> torch.Tensor:
 # -- 1. PEFT cross-check -------------------------------------------------------------------------
 def test_same_logits_and_generations_as_peft_prompt_tuning(module):
     length = module.prompt.length
-    config = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=length,
-                                num_transformer_submodules=1, token_dim=module.model.config.d_model)
+    config = PromptTuningConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM,
+        num_virtual_tokens=length,
+        num_transformer_submodules=1,
+        token_dim=module.model.config.d_model,
+    )
     peft_model = get_peft_model(copy.deepcopy(module.model), config).eval()
     with torch.no_grad():
         peft_model.prompt_encoder["default"].embedding.weight.copy_(module.prompt.embedding)
@@ -91,8 +95,9 @@ def test_same_logits_and_generations_as_peft_prompt_tuning(module):
     ours = our_logits(module, b)  # [B, L, V]
     assert torch.allclose(ours, peft_logits(peft_model, b), atol=1e-5)
     # the decoder is untouched by both: PEFT's generate equals ours token for token
-    theirs = peft_model.generate(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                                 max_new_tokens=5, do_sample=False, num_beams=1)
+    theirs = peft_model.generate(
+        input_ids=b["input_ids"], attention_mask=b["attention_mask"], max_new_tokens=5, do_sample=False, num_beams=1
+    )
     module.max_new_tokens = 5
     assert module.generate_texts(b) == module.tokenizer.batch_decode(theirs, skip_special_tokens=True)
 
@@ -100,8 +105,9 @@ def test_same_logits_and_generations_as_peft_prompt_tuning(module):
 def test_peft_default_seq2seq_table_has_an_unused_decoder_half(module):
     """PEFT's default num_transformer_submodules=2 allocates 2P rows; prompt tuning reads only the first P."""
     length = module.prompt.length
-    config = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=length,
-                                token_dim=module.model.config.d_model)
+    config = PromptTuningConfig(
+        task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=length, token_dim=module.model.config.d_model
+    )
     peft_model = get_peft_model(copy.deepcopy(module.model), config).eval()
     table = peft_model.prompt_encoder["default"].embedding.weight
     assert table.shape[0] == 2 * length
@@ -193,8 +199,9 @@ def per_task_scores(modules, queries) -> dict[int, list[float]]:
         labels, _ = pad(tok(choices)["input_ids"], IGNORE)
         owner = torch.tensor([b for b, i in enumerate(rows) for _ in queries[i].choices])
         with torch.no_grad():
-            scores = m.choice_log_likelihoods({"input_ids": input_ids, "attention_mask": mask,
-                                               "choice_owner": owner, "choice_labels": labels}).tolist()
+            scores = m.choice_log_likelihoods(
+                {"input_ids": input_ids, "attention_mask": mask, "choice_owner": owner, "choice_labels": labels}
+            ).tolist()
         for b, i in enumerate(rows):
             out[i] = [s for s, o in zip(scores, owner.tolist()) if o == b]
     return out
@@ -228,8 +235,10 @@ def test_mixed_generation_equals_per_task_generation(bank, modules):
 
 
 def test_bank_from_files_and_unknown_task(bank, modules, tmp_path):
-    sources = {"rte": export_peft(modules["rte"], "tiny_s", tmp_path / "rte"),
-               "cb": save_prompt(modules["cb"], tmp_path / "cb.safetensors", task="cb")}
+    sources = {
+        "rte": export_peft(modules["rte"], "tiny_s", tmp_path / "rte"),
+        "cb": save_prompt(modules["cb"], tmp_path / "cb.safetensors", task="cb"),
+    }
     loaded = PromptBank.from_files(bank.model, bank.tokenizer, sources)
     two = [q for q in QUERIES if q.task in sources]
     flat = [s for scores in loaded.log_likelihoods(two) for s in scores]

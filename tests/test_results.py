@@ -83,11 +83,18 @@ def test_config_hash_stable_and_sensitive():
 
 def test_hashable_config_drops_machinery():
     cfg = {k: {"x": 1} for k in HASH_EXCLUDE}
-    cfg.update({
-        "seed": 1,
-        "trainer": {"max_steps": 10, "enable_progress_bar": True, "enable_model_summary": False,
-                    "log_every_n_steps": 5, "default_root_dir": "/tmp/x"},
-    })
+    cfg.update(
+        {
+            "seed": 1,
+            "trainer": {
+                "max_steps": 10,
+                "enable_progress_bar": True,
+                "enable_model_summary": False,
+                "log_every_n_steps": 5,
+                "default_root_dir": "/tmp/x",
+            },
+        }
+    )
     out = hashable_config(cfg)
     assert out == {"seed": 1, "trainer": {"max_steps": 10}}
     assert "paths" in cfg and "enable_progress_bar" in cfg["trainer"]  # input untouched

@@ -11,16 +11,28 @@ from pathlib import Path
 
 import lightning as L
 
-from conftest import ROOT
 from promptscale.results import ResultsStore
+
+from conftest import ROOT
 
 TESTS = Path(__file__).resolve().parent
 # 4 jobs; 16 CB/RTE examples in batches of 4 = 4 steps an epoch; evaluation every 4 steps,
 # last.ckpt every 3; dropout on. The figure callback is not under test here.
-SWEEP = ["-m", "model=tiny_s", "method=model_tuning,prompt_tuning", "task=cb,rte", "logger=none",
-         "data.batch_size=4", "data.train_limit=16", "data.eval_limit=8", "trainer.max_steps=10",
-         "trainer.val_check_interval=4", "callbacks.resume.every_n_steps=3",
-         "trainer.enable_progress_bar=false", "~hydra.callbacks.figure"]
+SWEEP = [
+    "-m",
+    "model=tiny_s",
+    "method=model_tuning,prompt_tuning",
+    "task=cb,rte",
+    "logger=none",
+    "data.batch_size=4",
+    "data.train_limit=16",
+    "data.eval_limit=8",
+    "trainer.max_steps=10",
+    "trainer.val_check_interval=4",
+    "callbacks.resume.every_n_steps=3",
+    "trainer.enable_progress_bar=false",
+    "~hydra.callbacks.figure",
+]
 
 
 class KillWhenResumable(L.Callback):
@@ -40,9 +52,14 @@ def store_rows(root: Path) -> list[dict]:
 
 
 def sweep(root: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PROMPTSCALE_OUTPUTS": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline",
-           "OMP_NUM_THREADS": "1",  # two sweeps side by side on a 2-core machine
-           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PROMPTSCALE_OUTPUTS": str(root),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",  # two sweeps side by side on a 2-core machine
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
     cmd = [sys.executable, "-m", "promptscale.train", *SWEEP, *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

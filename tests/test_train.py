@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from conftest import METHODS, SUPERGLUE
 from promptscale.results import ResultsStore
 from promptscale.train import run
+
+from conftest import METHODS, SUPERGLUE
 
 
 @pytest.mark.parametrize("task", SUPERGLUE)
@@ -52,9 +53,24 @@ def test_prompt_tuning_row_counts_are_measured(make_config):
 def test_row_fields(make_config):
     rows = run(make_config("task=rte"))
     row = rows[0]
-    for key in ("run_id", "experiment", "method", "model", "total_params", "trainable_params", "task",
-                "task_version", "split", "metric", "value", "seed", "config_hash", "git_sha", "timestamp",
-                "wandb_run_id"):
+    for key in (
+        "run_id",
+        "experiment",
+        "method",
+        "model",
+        "total_params",
+        "trainable_params",
+        "task",
+        "task_version",
+        "split",
+        "metric",
+        "value",
+        "seed",
+        "config_hash",
+        "git_sha",
+        "timestamp",
+        "wandb_run_id",
+    ):
         assert key in row, key
     assert row["split"] == "val" and row["experiment"] == "default"
 
@@ -116,6 +132,7 @@ def test_wandb_failure_never_fails_the_run(make_config, monkeypatch):
 
 def test_training_changes_only_trainable_parameters(make_config):
     from hydra.utils import instantiate
+
     from promptscale.train import make_trainer
 
     cfg = make_config("method=prompt_tuning", "task=rte")

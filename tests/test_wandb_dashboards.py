@@ -56,8 +56,9 @@ def recorded_jobs(make_config, monkeypatch):
 
     def record(logger, exit_code):
         e = logger.experiment
-        recorded.append(FakeRun(e.id, e.name, e.group, copy.deepcopy(e.config.as_dict()),
-                                dict(e.summary._as_dict()), list(e.tags)))
+        recorded.append(
+            FakeRun(e.id, e.name, e.group, copy.deepcopy(e.config.as_dict()), dict(e.summary._as_dict()), list(e.tags))
+        )
         finish(logger, exit_code)
 
     monkeypatch.setattr(tracking, "finish", record)
@@ -75,7 +76,9 @@ def test_job_runs_carry_chart_keys_and_pull_back_into_the_same_figure(recorded_j
     assert rec.config["params"]["model_params"] == rows[0]["total_params"]
     assert rec.config["model"]["name"] == "tiny_s" and rec.config["experiment_name"] == "demo"
     s = rec.summary
-    assert s["best/cb/accuracy"] == pytest.approx(rows[0]["value"] if rows[0]["metric"] == "accuracy" else rows[1]["value"])
+    assert s["best/cb/accuracy"] == pytest.approx(
+        rows[0]["value"] if rows[0]["metric"] == "accuracy" else rows[1]["value"]
+    )
     assert s["best/score"] == pytest.approx(s["best/cb/score"])
     assert s["method"] == "prompt_tuning" and s["model_params"] == rows[0]["total_params"]
     assert s["config_hash"] == rows[0]["config_hash"] and rec.id == rows[0]["wandb_run_id"]
@@ -93,13 +96,42 @@ def test_job_runs_carry_chart_keys_and_pull_back_into_the_same_figure(recorded_j
     as_frame = lambda rs: pd.DataFrame(rs)[key + ["value"]].sort_values(key).reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(as_frame(pulled), as_frame(rows), check_dtype=False)
 
-    assert main(["--source", "wandb", "--entity", "me", "--project", "promptscale", "--group", "demo",
-                 "--out", str(tmp_path / "wb"), "--no-reference"]) == 0
+    assert (
+        main(
+            [
+                "--source",
+                "wandb",
+                "--entity",
+                "me",
+                "--project",
+                "promptscale",
+                "--group",
+                "demo",
+                "--out",
+                str(tmp_path / "wb"),
+                "--no-reference",
+            ]
+        )
+        == 0
+    )
     assert api.calls[-1] == ("me/promptscale", {"group": "demo"})
-    assert main(["--results", str(ResultsStore(tmp_path / "results.jsonl").path), "--experiment", "demo",
-                 "--out", str(tmp_path / "store"), "--no-reference"]) == 0
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "wb" / "figure1.csv"),
-                                  pd.read_csv(tmp_path / "store" / "figure1.csv"))
+    assert (
+        main(
+            [
+                "--results",
+                str(ResultsStore(tmp_path / "results.jsonl").path),
+                "--experiment",
+                "demo",
+                "--out",
+                str(tmp_path / "store"),
+                "--no-reference",
+            ]
+        )
+        == 0
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "wb" / "figure1.csv"), pd.read_csv(tmp_path / "store" / "figure1.csv")
+    )
 
 
 def synthetic_runs() -> list[FakeRun]:
@@ -108,18 +140,25 @@ def synthetic_runs() -> list[FakeRun]:
     for length in (5, 20):
         for k, (model, params) in enumerate((("small", 76_961_152), ("base", 247_577_856))):
             for seed in (0, 1):
-                config = {"experiment_name": "ablation_prompt_length", "seed": seed,
-                          "model": {"name": model, "size": model}, "data": {"eval_split": "val", "tasks": ["rte"]},
-                          "method": {"_target_": "promptscale.methods.prompt_tuning.PromptTuning",
-                                     "prompt_length": length},
-                          "figure": {"group_by": ["method.prompt_length"]},
-                          "params": {"model_params": params, "total_params": params + length * 512,
-                                     "trainable_params": length * 512}}
+                config = {
+                    "experiment_name": "ablation_prompt_length",
+                    "seed": seed,
+                    "model": {"name": model, "size": model},
+                    "data": {"eval_split": "val", "tasks": ["rte"]},
+                    "method": {"_target_": "promptscale.methods.prompt_tuning.PromptTuning", "prompt_length": length},
+                    "figure": {"group_by": ["method.prompt_length"]},
+                    "params": {
+                        "model_params": params,
+                        "total_params": params + length * 512,
+                        "trainable_params": length * 512,
+                    },
+                }
                 acc = 50 + length / 5 + 10 * k + seed
                 # no "setting" summary key: recovered from config.figure.group_by
                 summary = {"best/rte/accuracy": acc, "best/rte/score": acc, "best/score": acc, "best/rte/step": 10}
-                runs.append(FakeRun(f"id{length}{k}{seed}", f"r{length}{k}{seed}", "ablation_prompt_length",
-                                    config, summary))
+                runs.append(
+                    FakeRun(f"id{length}{k}{seed}", f"r{length}{k}{seed}", "ablation_prompt_length", config, summary)
+                )
     return runs
 
 
@@ -151,8 +190,7 @@ def test_dashboard_table_and_charts():
 def test_summary_run_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     rows = [r for run_ in synthetic_runs() for r in run_rows(run_)]
-    run_id = log_sweep_summary(rows, WandbSettings(mode="offline"), name="x-summary", group="x",
-                               save_dir=str(tmp_path))
+    run_id = log_sweep_summary(rows, WandbSettings(mode="offline"), name="x-summary", group="x", save_dir=str(tmp_path))
     assert run_id and list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
     assert wandb.run is None
     assert log_sweep_summary(rows, WandbSettings(mode="disabled"), name="n", group=None, save_dir=str(tmp_path)) is None

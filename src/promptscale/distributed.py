@@ -130,9 +130,13 @@ def resumable(loader: DataLoader, rank: int = 0, world: int = 1) -> ResumableDat
     if loader.batch_sampler is None:
         raise ValueError("a resumable training loader needs batches (batch_size or batch_sampler)")
     return ResumableDataLoader(
-        loader.dataset, batch_sampler=ShardedResumableBatchSampler(loader.batch_sampler, rank, world),
-        collate_fn=loader.collate_fn, num_workers=loader.num_workers, pin_memory=loader.pin_memory,
-        worker_init_fn=loader.worker_init_fn, persistent_workers=loader.persistent_workers,
+        loader.dataset,
+        batch_sampler=ShardedResumableBatchSampler(loader.batch_sampler, rank, world),
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn,
+        persistent_workers=loader.persistent_workers,
         # A private generator: creating an iterator draws a base seed, and drawing it from the
         # global stream would make dropout depend on how often loaders were created.
         generator=loader.generator or torch.Generator().manual_seed(0),

@@ -99,9 +99,16 @@ class PromptRun:
     def group_key(self) -> tuple:
         """Runs with equal keys share task, frozen model and data: their prompts can ensemble."""
         data = self.config.data
-        return (self.experiment, self.model, self.tasks, self.setting, int(self.prompt.shape[0]),
-                bool(data.get("target_sentinel", False)), str(data.eval_split),
-                str(self.config.method.get("eval_mode", "rank")))
+        return (
+            self.experiment,
+            self.model,
+            self.tasks,
+            self.setting,
+            int(self.prompt.shape[0]),
+            bool(data.get("target_sentinel", False)),
+            str(data.eval_split),
+            str(self.config.method.get("eval_mode", "rank")),
+        )
 
 
 def load_prompt(checkpoint: str | Path) -> tuple[torch.Tensor, dict[str, dict[str, float]]]:
@@ -142,8 +149,9 @@ def _checkpoint(job_dir: Path, steps: set[int]) -> Path | None:
     return ckpts[-1] if ckpts else None
 
 
-def find_prompt_runs(root: str | Path, results: str | Path | None = None,
-                     experiment: str | None = None) -> list[PromptRun]:
+def find_prompt_runs(
+    root: str | Path, results: str | Path | None = None, experiment: str | None = None
+) -> list[PromptRun]:
     """Every prompt-tuning job under ``root`` with a checkpoint.
 
     Args:
@@ -260,7 +268,8 @@ class PromptEnsemble:
         labels = batch["choice_labels"].repeat(self.n, 1)  # [N*C, L]
         logits = self.method.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[rows]),  # [N*C, P+T, H]
-            attention_mask=mask[rows], labels=labels,
+            attention_mask=mask[rows],
+            labels=labels,
         ).logits  # [N*C, L, V]
         logp = F.log_softmax(logits.float(), dim=-1)
         token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [N*C, L]
@@ -292,13 +301,15 @@ class PromptEnsemble:
         """Greedy decoding under every prompt: (per prompt ``[N][B]`` answers, vote ``[B]``)."""
         m = self.method
         encoded, mask = self.encode(batch["input_ids"], batch["attention_mask"])
-        out = m.model.generate(encoder_outputs=encoded, attention_mask=mask, max_new_tokens=m.max_new_tokens,
-                               do_sample=False, num_beams=1)  # [N*B, L']
+        out = m.model.generate(
+            encoder_outputs=encoded, attention_mask=mask, max_new_tokens=m.max_new_tokens, do_sample=False, num_beams=1
+        )  # [N*B, L']
         texts = m.tokenizer.batch_decode(out, skip_special_tokens=True)  # drops sentinels too
         examples = batch["examples"]
         b = len(examples)
-        individual = [[t5_postprocess(ex.task, texts[i * b + j], ex) for j, ex in enumerate(examples)]
-                      for i in range(self.n)]
+        individual = [
+            [t5_postprocess(ex.task, texts[i * b + j], ex) for j, ex in enumerate(examples)] for i in range(self.n)
+        ]
         return individual, [majority_vote([individual[i][j] for i in range(self.n)]) for j in range(b)]
 
     def predict(self, batch: dict) -> tuple[list[list[Any]], list[Any]]:
@@ -318,7 +329,9 @@ def majority_vote(predictions: list[Any], tie_scores: list[float] | None = None)
     top = max(counts.values())
     tied = [p for p in dict.fromkeys(predictions) if counts[p] == top]
     if len(tied) > 1 and tie_scores is not None:
-        return max(tied, key=lambda p: tie_scores[p] if isinstance(p, int) and 0 <= p < len(tie_scores) else float("-inf"))
+        return max(
+            tied, key=lambda p: tie_scores[p] if isinstance(p, int) and 0 <= p < len(tie_scores) else float("-inf")
+        )
     return tied[0]
 
 
@@ -342,8 +355,10 @@ def evaluate_ensemble(method, data, prompts: torch.Tensor) -> dict[str, dict[str
                 for i in range(ens.n):
                     individual[ex.task][i].append(per_prompt[i][j])
     return {
-        task: {"individual": [score_examples(task, exs, preds) for preds in individual[task]],
-               "ensemble": score_examples(task, exs, voted[task])}
+        task: {
+            "individual": [score_examples(task, exs, preds) for preds in individual[task]],
+            "ensemble": score_examples(task, exs, voted[task]),
+        }
         for task, exs in examples.items()
     }
 
@@ -379,25 +394,53 @@ def ensemble_table(runs: list[PromptRun], min_prompts: int = 2) -> pd.DataFrame:
         result = evaluate_ensemble(method, data, torch.stack([m.prompt for m in members]))
         for task, res in result.items():
             singles = [task_score(task, m) for m in res["individual"]]
-            records.append({
-                "experiment": first.experiment, "model": first.model, "setting": first.setting, "task": task,
-                "n_prompts": len(members), "seeds": ",".join(str(s) for s in seeds),
-                "average": sum(singles) / len(singles), "best": max(singles),
-                "ensemble": task_score(task, res["ensemble"]),
-                "stored": _mean([task_score(task, m.stored[task]) for m in members if task in m.stored]),
-                "shared_backbone": shared,
-            })
-    df = pd.DataFrame.from_records(records, columns=[
-        "experiment", "model", "setting", "task", "n_prompts", "seeds", "average", "best", "ensemble", "stored",
-        "shared_backbone"])
+            records.append(
+                {
+                    "experiment": first.experiment,
+                    "model": first.model,
+                    "setting": first.setting,
+                    "task": task,
+                    "n_prompts": len(members),
+                    "seeds": ",".join(str(s) for s in seeds),
+                    "average": sum(singles) / len(singles),
+                    "best": max(singles),
+                    "ensemble": task_score(task, res["ensemble"]),
+                    "stored": _mean([task_score(task, m.stored[task]) for m in members if task in m.stored]),
+                    "shared_backbone": shared,
+                }
+            )
+    df = pd.DataFrame.from_records(
+        records,
+        columns=[
+            "experiment",
+            "model",
+            "setting",
+            "task",
+            "n_prompts",
+            "seeds",
+            "average",
+            "best",
+            "ensemble",
+            "stored",
+            "shared_backbone",
+        ],
+    )
     extra = []
     for (exp, model, setting), t in df.groupby(["experiment", "model", "setting"], sort=False):
         t = t[t["task"].map(lambda x: x in TASKS and TASKS[x].in_score)]
         if len(t) > 1:
-            extra.append({"experiment": exp, "model": model, "setting": setting, "task": "score",
-                          "n_prompts": int(t["n_prompts"].min()), "seeds": "",
-                          **{c: float(t[c].mean()) for c in ("average", "best", "ensemble", "stored")},
-                          "shared_backbone": bool(t["shared_backbone"].all())})
+            extra.append(
+                {
+                    "experiment": exp,
+                    "model": model,
+                    "setting": setting,
+                    "task": "score",
+                    "n_prompts": int(t["n_prompts"].min()),
+                    "seeds": "",
+                    **{c: float(t[c].mean()) for c in ("average", "best", "ensemble", "stored")},
+                    "shared_backbone": bool(t["shared_backbone"].all()),
+                }
+            )
     if extra:
         df = pd.concat([df, pd.DataFrame.from_records(extra)], ignore_index=True)
     return df
@@ -417,13 +460,15 @@ def ensemble_markdown(table: pd.DataFrame) -> str:
         "dev scores from their checkpoints. `score`: mean over the tasks above. Reference, XXL, five "
         "prompts, SuperGLUE: average 90.5, best 91.0, ensemble 91.3.",
         "",
-        "| Experiment | Model | Setting | Task | Prompts | Seeds | Average | Best | Ensemble | Stored | Shared backbone |",
+        "| Experiment | Model | Setting | Task | Prompts | Seeds | Average | Best | Ensemble | Stored "
+        "| Shared backbone |",
         "|---|---|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in table.itertuples():
         lines.append(
             f"| {r.experiment} | {r.model} | {r.setting} | {r.task} | {r.n_prompts} | {r.seeds} | "
-            f"{r.average:.1f} | {r.best:.1f} | {r.ensemble:.1f} | {r.stored:.1f} | {'yes' if r.shared_backbone else 'no'} |"
+            f"{r.average:.1f} | {r.best:.1f} | {r.ensemble:.1f} | {r.stored:.1f} | "
+            f"{'yes' if r.shared_backbone else 'no'} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -441,7 +486,9 @@ def write_ensemble(table: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
 def run_selection_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The arguments every prompt-run tool shares: where runs are, which ones, where output goes."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--runs", default="outputs", help="folder searched for job dirs (.hydra/config.yaml + checkpoints/)")
+    parser.add_argument(
+        "--runs", default="outputs", help="folder searched for job dirs (.hydra/config.yaml + checkpoints/)"
+    )
     parser.add_argument("--results", default=None, help="results store: keep only runs with ok rows")
     parser.add_argument("--experiment", default=None, help="only runs of this experiment")
     parser.add_argument("--out", default="outputs/figures", help="output folder")
@@ -456,8 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     runs = find_prompt_runs(args.runs, args.results, args.experiment)
     table = ensemble_table(runs, args.min_prompts)
     if table.empty:
-        print(f"promptscale.ensemble: error: no group of >= {args.min_prompts} prompt-tuning runs with "
-              f"checkpoints under {args.runs}", file=sys.stderr)
+        print(
+            f"promptscale.ensemble: error: no group of >= {args.min_prompts} prompt-tuning runs with "
+            f"checkpoints under {args.runs}",
+            file=sys.stderr,
+        )
         return 1
     for p in write_ensemble(table, args.out).values():
         print(p)

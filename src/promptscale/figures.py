@@ -116,8 +116,15 @@ def _seed_task_scores(rows: list[dict], by_setting: bool = False) -> dict[tuple,
     ok = [r for r in rows if r.get("status") == "ok" and r.get("split") == "val"]
     # Stable sort: equal timestamps keep file order, so the later-appended row wins.
     for r in sorted(ok, key=lambda r: str(r.get("timestamp") or "")):
-        key = (r["method"], r["model"], r["total_params"], r["seed"], _setting(r) if by_setting else "",
-               r["task"], r["metric"])
+        key = (
+            r["method"],
+            r["model"],
+            r["total_params"],
+            r["seed"],
+            _setting(r) if by_setting else "",
+            r["task"],
+            r["metric"],
+        )
         dup += key in latest
         latest[key] = r
     if dup:
@@ -161,7 +168,13 @@ def _seed_sort_key(seed: Any) -> tuple[int, str]:
 
 _KNOWN_VALUES: tuple[str, ...] = (
     # Paper order of Figure 3's categorical settings.
-    "random_uniform", "sampled_vocab", "class_label", "span_corruption", "lm_adaptation", "false", "true",
+    "random_uniform",
+    "sampled_vocab",
+    "class_label",
+    "span_corruption",
+    "lm_adaptation",
+    "false",
+    "true",
 )
 
 
@@ -206,26 +219,21 @@ def score_table(rows: list[dict], by_setting: bool = False) -> pd.DataFrame:
     scored = {g: sc for g, sc in scored.items() if sc}
     if not scored:
         raise ValueError(
-            "no status 'ok', split 'val' rows of a scored SuperGLUE task "
-            f"({', '.join(SCORED_TASKS)}) to plot"
+            f"no status 'ok', split 'val' rows of a scored SuperGLUE task ({', '.join(SCORED_TASKS)}) to plot"
         )
     common = set.intersection(*(set(sc) for sc in scored.values()))
     union = set().union(*(set(sc) for sc in scored.values()))
     if not common:
         raise ValueError(
             "no SuperGLUE task is common to all (method, model, seed) runs; filter the rows "
-            f"(e.g. --experiment). Tasks per run: "
-            + "; ".join(
-                f"{g[0]}/{g[1]}/seed {g[3]}: {','.join(sorted(sc))}" for g, sc in scored.items()
-            )
+            "(e.g. --experiment). Tasks per run: "
+            + "; ".join(f"{g[0]}/{g[1]}/seed {g[3]}: {','.join(sorted(sc))}" for g, sc in scored.items())
         )
     tasks = sorted(common, key=_task_key)
     restricted = common != union
     if restricted:
         extra = {
-            f"{g[0]}/{g[1]}": sorted(set(sc) - common, key=_task_key)
-            for g, sc in scored.items()
-            if set(sc) - common
+            f"{g[0]}/{g[1]}": sorted(set(sc) - common, key=_task_key) for g, sc in scored.items() if set(sc) - common
         }
         warnings.warn(
             f"runs cover different SuperGLUE tasks; scoring every run over the {len(tasks)} "
@@ -240,22 +248,33 @@ def score_table(rows: list[dict], by_setting: bool = False) -> pd.DataFrame:
     for (method, model, params, setting), seed_scores in cells.items():
         seed_scores.sort(key=lambda x: _seed_sort_key(x[0]))
         mean, std = _mean_std([s for _, s in seed_scores])
-        records.append({
-            "method": method,
-            "model": model,
-            "total_params": params,
-            "setting": setting,
-            "mean": mean,
-            "std": std,
-            "n_seeds": len(seed_scores),
-            "seeds": ",".join(str(s) for s, _ in seed_scores),
-            "tasks": ",".join(tasks),
-        })
-    records.sort(key=lambda r: (
-        _method_key(r["method"]), setting_key(r["setting"]), r["total_params"], str(r["model"])
-    ))
-    columns = ["method", "model", "total_params", *(["setting"] if by_setting else []),
-               "mean", "std", "n_seeds", "seeds", "tasks"]
+        records.append(
+            {
+                "method": method,
+                "model": model,
+                "total_params": params,
+                "setting": setting,
+                "mean": mean,
+                "std": std,
+                "n_seeds": len(seed_scores),
+                "seeds": ",".join(str(s) for s, _ in seed_scores),
+                "tasks": ",".join(tasks),
+            }
+        )
+    records.sort(
+        key=lambda r: (_method_key(r["method"]), setting_key(r["setting"]), r["total_params"], str(r["model"]))
+    )
+    columns = [
+        "method",
+        "model",
+        "total_params",
+        *(["setting"] if by_setting else []),
+        "mean",
+        "std",
+        "n_seeds",
+        "seeds",
+        "tasks",
+    ]
     df = pd.DataFrame.from_records(records, columns=columns)
     df.attrs["tasks"] = tasks
     df.attrs["restricted"] = restricted
@@ -282,14 +301,37 @@ def task_table(rows: list[dict], by_setting: bool = False) -> pd.DataFrame:
     records = []
     for (method, model, params, setting, task), xs in cells.items():
         mean, std = _mean_std(xs)
-        records.append({"method": method, "model": model, "total_params": params, "setting": setting,
-                        "task": task, "mean": mean, "std": std, "n_seeds": len(xs)})
-    records.sort(key=lambda r: (
-        _method_key(r["method"]), setting_key(r["setting"]), r["total_params"], str(r["model"]),
-        _task_key(r["task"]),
-    ))
-    columns = ["method", "model", "total_params", *(["setting"] if by_setting else []),
-               "task", "mean", "std", "n_seeds"]
+        records.append(
+            {
+                "method": method,
+                "model": model,
+                "total_params": params,
+                "setting": setting,
+                "task": task,
+                "mean": mean,
+                "std": std,
+                "n_seeds": len(xs),
+            }
+        )
+    records.sort(
+        key=lambda r: (
+            _method_key(r["method"]),
+            setting_key(r["setting"]),
+            r["total_params"],
+            str(r["model"]),
+            _task_key(r["task"]),
+        )
+    )
+    columns = [
+        "method",
+        "model",
+        "total_params",
+        *(["setting"] if by_setting else []),
+        "task",
+        "mean",
+        "std",
+        "n_seeds",
+    ]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -317,8 +359,9 @@ def _fmt_params(n: float) -> str:
     return str(int(n))
 
 
-def _task_grid(rows: list[dict], scores: pd.DataFrame | None, by_setting: bool
-               ) -> tuple[list[str], list[tuple[list[str], list[tuple[float, float] | None]]], pd.DataFrame]:
+def _task_grid(
+    rows: list[dict], scores: pd.DataFrame | None, by_setting: bool
+) -> tuple[list[str], list[tuple[list[str], list[tuple[float, float] | None]]], pd.DataFrame]:
     """Rows of the per-task table: (label cells, [(mean, std) per task, then the score]), tasks."""
     scores = score_table(rows, by_setting) if scores is None else scores
     per_task = task_table(rows, by_setting)
@@ -348,12 +391,15 @@ def _task_grid(rows: list[dict], scores: pd.DataFrame | None, by_setting: bool
     return tasks, grid, scores
 
 
-def tasks_markdown(rows: list[dict], scores: pd.DataFrame | None = None, by_setting: bool = False,
-                   title: str = "Per-task SuperGLUE dev scores") -> str:
+def tasks_markdown(
+    rows: list[dict],
+    scores: pd.DataFrame | None = None,
+    by_setting: bool = False,
+    title: str = "Per-task SuperGLUE dev scores",
+) -> str:
     """Markdown table: one row per method x (setting x) model, columns tasks + SuperGLUE score."""
     tasks, grid, scores = _task_grid(rows, scores, by_setting)
-    header = ["Method", *(["Setting"] if by_setting else []), "Model", "Params", "Seeds", *tasks,
-              "SuperGLUE score"]
+    header = ["Method", *(["Setting"] if by_setting else []), "Model", "Params", "Seeds", *tasks, "SuperGLUE score"]
     n_label = len(header) - len(tasks) - 1
     lines = [
         f"# {title}",
@@ -368,8 +414,18 @@ def tasks_markdown(rows: list[dict], scores: pd.DataFrame | None = None, by_sett
     return "\n".join(lines) + "\n"
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -377,20 +433,34 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(c, c) for c in str(text))
 
 
-def tasks_latex(rows: list[dict], scores: pd.DataFrame | None = None, by_setting: bool = False,
-                caption: str | None = None, label: str = "tab:tasks") -> str:
+def tasks_latex(
+    rows: list[dict],
+    scores: pd.DataFrame | None = None,
+    by_setting: bool = False,
+    caption: str | None = None,
+    label: str = "tab:tasks",
+) -> str:
     """The per-task table as a LaTeX ``booktabs`` table (``\\usepackage{booktabs}``).
 
     Same rows and cells as :func:`tasks_markdown`; mean $\\pm$ std over seeds in percent.
     """
     tasks, grid, scores = _task_grid(rows, scores, by_setting)
     names = {t: TASKS[t].folder if t in TASKS else t for t in tasks}
-    header = ["Method", *(["Setting"] if by_setting else []), "Model", "Params", "Seeds",
-              *(names[t] for t in tasks), "SuperGLUE"]
+    header = [
+        "Method",
+        *(["Setting"] if by_setting else []),
+        "Model",
+        "Params",
+        "Seeds",
+        *(names[t] for t in tasks),
+        "SuperGLUE",
+    ]
     n_label = len(header) - len(tasks) - 1
     if caption is None:
-        caption = (f"SuperGLUE dev scores per task, mean $\\pm$ std over seeds (percent). "
-                   f"SuperGLUE score {latex_escape(score_description(scores))}.")
+        caption = (
+            f"SuperGLUE dev scores per task, mean $\\pm$ std over seeds (percent). "
+            f"SuperGLUE score {latex_escape(score_description(scores))}."
+        )
     lines = [
         r"\begin{table}[t]",
         r"\centering",
@@ -404,8 +474,7 @@ def tasks_latex(rows: list[dict], scores: pd.DataFrame | None = None, by_setting
         cells = [latex_escape(c) for c in labels]
         cells += [f"{v[0]:.1f} $\\pm$ {v[1]:.1f}" if v else "--" for v in values]
         lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
-              r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", rf"\label{{{label}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
@@ -468,13 +537,25 @@ def plot_figure(rows: list[dict], *, reference: bool = True, title: str | None =
     if reference:
         for method, points in LESTER_FIG1.items():
             ax.plot(
-                [p.params for p in points], [p.mean for p in points], "--o",
-                color=method_color(method), lw=1.4, ms=4, mfc="white", alpha=0.8, zorder=1,
+                [p.params for p in points],
+                [p.mean for p in points],
+                "--o",
+                color=method_color(method),
+                lw=1.4,
+                ms=4,
+                mfc="white",
+                alpha=0.8,
+                zorder=1,
                 label=f"{method_name(method)} (Lester et al. 2021, ref.)",
             )
         ax.plot(
-            [p.params for p in GPT3_FEW_SHOT], [p.mean for p in GPT3_FEW_SHOT], ":s",
-            color="0.45", lw=1.6, ms=3.5, zorder=1,
+            [p.params for p in GPT3_FEW_SHOT],
+            [p.mean for p in GPT3_FEW_SHOT],
+            ":s",
+            color="0.45",
+            lw=1.6,
+            ms=3.5,
+            zorder=1,
             label="GPT-3 few-shot prompt design (Brown et al. 2020, ref.)",
         )
 
@@ -486,7 +567,10 @@ def plot_figure(rows: list[dict], *, reference: bool = True, title: str | None =
         title = f"SuperGLUE dev score vs. model size {score_description(table)}"
     ax.set_title(title, fontsize=fs + 2, pad=10)
     leg = ax.legend(
-        loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=fs - 2, frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        fontsize=fs - 2,
+        frameon=False,
         title=f"Solid: this repo, mean ± std over {seeds} seed(s)\nDashed/dotted: published, all 8 tasks",
         title_fontsize=fs - 3,
     )
@@ -564,21 +648,47 @@ class Panel:
 
 
 FIGURE3_PANELS: tuple[Panel, ...] = (
-    Panel("a", "ablation_prompt_length", "Prompt length", "Prompt length",
-          "promptscale-train experiment=ablation_prompt_length"),
-    Panel("b", "ablation_prompt_init", "Prompt initialization", "Initialization",
-          "promptscale-train experiment=ablation_prompt_init"),
-    Panel("c", "ablation_objective", "Pre-training method", "Pre-training",
-          "promptscale-train experiment=ablation_objective"),
-    Panel("d", "ablation_lm_adaptation", "LM adaptation steps", "Adaptation steps",
-          "Only the 100K-step LM-adapted checkpoints are public\n(google/t5-*-lm-adapt); rows with "
-          "experiment=ablation_lm_adaptation\nand a step-count setting would be drawn here."),
+    Panel(
+        "a",
+        "ablation_prompt_length",
+        "Prompt length",
+        "Prompt length",
+        "promptscale-train experiment=ablation_prompt_length",
+    ),
+    Panel(
+        "b",
+        "ablation_prompt_init",
+        "Prompt initialization",
+        "Initialization",
+        "promptscale-train experiment=ablation_prompt_init",
+    ),
+    Panel(
+        "c",
+        "ablation_objective",
+        "Pre-training method",
+        "Pre-training",
+        "promptscale-train experiment=ablation_objective",
+    ),
+    Panel(
+        "d",
+        "ablation_lm_adaptation",
+        "LM adaptation steps",
+        "Adaptation steps",
+        "Only the 100K-step LM-adapted checkpoints are public\n(google/t5-*-lm-adapt); rows with "
+        "experiment=ablation_lm_adaptation\nand a step-count setting would be drawn here.",
+    ),
 )
 """Lester et al. 2021, Figure 3: (a) prompt length, (b) prompt initialisation, (c) pre-training
 method, (d) LM adaptation steps. Each panel: prompt tuning's SuperGLUE score vs model size."""
 
-FIGURE3_FILES = ("figure3.png", "figure3.pdf", "figure3.csv", "figure3_tasks.md", "figure3_tasks.tex",
-                 "figure3_tasks.csv")
+FIGURE3_FILES = (
+    "figure3.png",
+    "figure3.pdf",
+    "figure3.csv",
+    "figure3_tasks.md",
+    "figure3_tasks.tex",
+    "figure3_tasks.csv",
+)
 
 SETTING_NAMES: dict[str, str] = {
     "random_uniform": "Random Uniform",
@@ -620,8 +730,9 @@ def parse_panels(specs: list[str] | None) -> tuple[Panel, ...]:
     return tuple(panels.values())
 
 
-def figure3_tables(rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS
-                   ) -> dict[str, tuple[Panel, list[dict], pd.DataFrame | None]]:
+def figure3_tables(
+    rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS
+) -> dict[str, tuple[Panel, list[dict], pd.DataFrame | None]]:
     """Per panel letter: (panel, its rows, its score table by setting or ``None`` if no rows)."""
     out = {}
     for panel in panels:
@@ -635,8 +746,9 @@ def figure3_tables(rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS
     return out
 
 
-def plot_figure3(rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS, *,
-                 reference: bool = True, title: str | None = None) -> Figure:
+def plot_figure3(
+    rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS, *, reference: bool = True, title: str | None = None
+) -> Figure:
     """Builds Figure 3: one panel per ablation, score vs size, one line per setting.
 
     A panel without rows says so (``no runs``) instead of failing, so a partial set of
@@ -660,10 +772,22 @@ def plot_figure3(rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS, *
         head = f"({panel.letter}) {panel.title}" if panel.letter else panel.title
         if table is None or table.empty:
             ax.set_title(head, fontsize=fs + 2, loc="left")
-            what = (f"no scorable rows of experiment {panel.experiment}" if prow
-                    else f"no runs of experiment {panel.experiment}")
-            ax.text(0.5, 0.5, f"{what}\n\n{panel.missing}",
-                    ha="center", va="center", fontsize=fs - 1, color="0.35", transform=ax.transAxes, wrap=True)
+            what = (
+                f"no scorable rows of experiment {panel.experiment}"
+                if prow
+                else f"no runs of experiment {panel.experiment}"
+            )
+            ax.text(
+                0.5,
+                0.5,
+                f"{what}\n\n{panel.missing}",
+                ha="center",
+                va="center",
+                fontsize=fs - 1,
+                color="0.35",
+                transform=ax.transAxes,
+                wrap=True,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
             for side in ax.spines.values():
@@ -686,14 +810,26 @@ def plot_figure3(rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS, *
                 ax.errorbar(x, m, yerr=sd, fmt="none", ecolor=color, capsize=4, lw=1.2, zorder=2)
         if reference:
             points = LESTER_FIG1["prompt_tuning"]
-            ax.plot([p.params for p in points], [p.mean for p in points], "--", color="0.55", lw=1.2,
-                    zorder=1, label="Prompt Tuning, Fig. 1 (Lester et al. 2021, ref.)")
+            ax.plot(
+                [p.params for p in points],
+                [p.mean for p in points],
+                "--",
+                color="0.55",
+                lw=1.2,
+                zorder=1,
+                label="Prompt Tuning, Fig. 1 (Lester et al. 2021, ref.)",
+            )
         _size_axes(ax, fs, "Model parameters")
         n_seeds = sorted(set(table["n_seeds"]))
         seeds = f"{n_seeds[0]}" if len(n_seeds) == 1 else f"{n_seeds[0]}-{n_seeds[-1]}"
         ax.set_title(head, fontsize=fs + 2, loc="left")
-        leg = ax.legend(loc="lower right", fontsize=fs - 2, framealpha=0.8, title_fontsize=fs - 3,
-                        title=f"{panel.legend}\n(score {score_description(table)};\nmean ± std over {seeds} seed(s))")
+        leg = ax.legend(
+            loc="lower right",
+            fontsize=fs - 2,
+            framealpha=0.8,
+            title_fontsize=fs - 3,
+            title=f"{panel.legend}\n(score {score_description(table)};\nmean ± std over {seeds} seed(s))",
+        )
         leg._legend_box.align = "left"
     if title is None:
         title = "Prompt tuning ablations (Lester et al. 2021, Fig. 3): SuperGLUE dev score vs. model size"
@@ -702,8 +838,14 @@ def plot_figure3(rows: list[dict], panels: tuple[Panel, ...] = FIGURE3_PANELS, *
     return fig
 
 
-def draw_figure3(rows: list[dict], out_dir: str | Path, panels: tuple[Panel, ...] = FIGURE3_PANELS, *,
-                 reference: bool = True, title: str | None = None) -> dict[str, Path]:
+def draw_figure3(
+    rows: list[dict],
+    out_dir: str | Path,
+    panels: tuple[Panel, ...] = FIGURE3_PANELS,
+    *,
+    reference: bool = True,
+    title: str | None = None,
+) -> dict[str, Path]:
     """Writes Figure 3 and its tables.
 
     Files: ``figure3.png``, ``figure3.pdf``, ``figure3.csv`` (per panel the score table by
@@ -722,8 +864,7 @@ def draw_figure3(rows: list[dict], out_dir: str | Path, panels: tuple[Panel, ...
     present = [(panel, prow, table) for panel, prow, table in tables.values() if table is not None]
     if not present:
         raise ValueError(
-            "no result rows of any Figure 3 experiment ("
-            + ", ".join(p.experiment for p in panels) + "); run e.g. "
+            "no result rows of any Figure 3 experiment (" + ", ".join(p.experiment for p in panels) + "); run e.g. "
             "`promptscale-train experiment=ablation_prompt_length` first"
         )
     out = Path(out_dir)
@@ -736,9 +877,16 @@ def draw_figure3(rows: list[dict], out_dir: str | Path, panels: tuple[Panel, ...
         for panel, prow, table in present:
             name = f"({panel.letter}) {panel.title}" if panel.letter else panel.title
             md.append(tasks_markdown(prow, table, by_setting=True, title=f"{name}: experiment {panel.experiment}"))
-            tex.append(tasks_latex(prow, table, by_setting=True, label=f"tab:figure3{panel.letter}",
-                                   caption=f"{latex_escape(name)}: SuperGLUE dev scores per task, mean $\\pm$ "
-                                           f"std over seeds (percent); score {latex_escape(score_description(table))}."))
+            tex.append(
+                tasks_latex(
+                    prow,
+                    table,
+                    by_setting=True,
+                    label=f"tab:figure3{panel.letter}",
+                    caption=f"{latex_escape(name)}: SuperGLUE dev scores per task, mean $\\pm$ "
+                    f"std over seeds (percent); score {latex_escape(score_description(table))}.",
+                )
+            )
             front = {"panel": panel.letter, "experiment": panel.experiment}
             scores.append(table.assign(**front)[[*front, *table.columns]])
             t = task_table(prow, by_setting=True)
@@ -772,8 +920,7 @@ def _filter(rows: list[dict], experiment: str | None, where: str) -> list[dict]:
         rows = [r for r in rows if r.get("experiment") == experiment]
         if not rows:
             raise ValueError(
-                f"no result rows of experiment {experiment!r} in {where} "
-                f"(experiments present: {', '.join(present)})"
+                f"no result rows of experiment {experiment!r} in {where} (experiments present: {', '.join(present)})"
             )
     return rows
 
@@ -783,22 +930,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="promptscale-figure",
         description="Draw SuperGLUE score vs model size (Lester et al. 2021, Fig. 1, or the Fig. 3 "
-                    "ablations) from a results store or from W&B runs.",
+        "ablations) from a results store or from W&B runs.",
     )
-    parser.add_argument("--figure", choices=("1", "3"), default="1",
-                        help="1: one line per method; 3: four ablation panels, one line per setting")
-    parser.add_argument("--source", choices=("store", "wandb"), default="store",
-                        help="read rows from the results store (default) or pull runs with wandb.Api")
+    parser.add_argument(
+        "--figure",
+        choices=("1", "3"),
+        default="1",
+        help="1: one line per method; 3: four ablation panels, one line per setting",
+    )
+    parser.add_argument(
+        "--source",
+        choices=("store", "wandb"),
+        default="store",
+        help="read rows from the results store (default) or pull runs with wandb.Api",
+    )
     parser.add_argument("--results", default="outputs/results.jsonl", help="results store (JSON lines)")
     parser.add_argument("--entity", default=None, help="W&B entity (--source wandb)")
     parser.add_argument("--project", default="promptscale", help="W&B project (--source wandb)")
     parser.add_argument("--group", default=None, help="W&B group = experiment name (--source wandb)")
     parser.add_argument("--out", default="outputs/figures", help="output folder")
-    parser.add_argument("--experiment", default=None,
-                        help="Figure 1: only rows of this experiment; Figure 3: draw it as a lone panel "
-                             "unless it is one of the four ablations")
-    parser.add_argument("--panel", action="append", metavar="LETTER=EXPERIMENT",
-                        help="Figure 3: draw panel LETTER (a-d) from another experiment (repeatable)")
+    parser.add_argument(
+        "--experiment",
+        default=None,
+        help="Figure 1: only rows of this experiment; Figure 3: draw it as a lone panel "
+        "unless it is one of the four ablations",
+    )
+    parser.add_argument(
+        "--panel",
+        action="append",
+        metavar="LETTER=EXPERIMENT",
+        help="Figure 3: draw panel LETTER (a-d) from another experiment (repeatable)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="omit the published curves")
     parser.add_argument("--title", default=None, help="figure title (default: names the scored tasks)")
     args = parser.parse_args(argv)
@@ -816,11 +978,13 @@ def main(argv: list[str] | None = None) -> int:
             panels = parse_panels(args.panel)
             if args.experiment is not None and args.experiment not in {p.experiment for p in panels}:
                 panels = panels_for(args.experiment)  # e.g. the demo: one panel, a line per method
-            paths = draw_figure3(_filter(rows, None, where), args.out, panels,
-                                 reference=not args.no_reference, title=args.title)
+            paths = draw_figure3(
+                _filter(rows, None, where), args.out, panels, reference=not args.no_reference, title=args.title
+            )
         else:
-            paths = draw_figure(_filter(rows, args.experiment, where), args.out,
-                                reference=not args.no_reference, title=args.title)
+            paths = draw_figure(
+                _filter(rows, args.experiment, where), args.out, reference=not args.no_reference, title=args.title
+            )
     except ValueError as e:
         print(f"promptscale-figure: error: {e}", file=sys.stderr)
         return 1
@@ -880,7 +1044,9 @@ class FigureCallback(Callback):
             log.exception(
                 "FIGURE NOT DRAWN: drawing the figure from %s failed (the sweep's results are "
                 "saved; rerun `promptscale-figure --results %s --out %s%s`)",
-                self.results, self.results, self.out_dir,
+                self.results,
+                self.results,
+                self.out_dir,
                 f" --experiment {self.experiment}" if self.experiment else "",
             )
             return
@@ -890,8 +1056,13 @@ class FigureCallback(Callback):
         try:
             from promptscale.wandb_report import log_sweep_summary
 
-            run_id = log_sweep_summary(rows, self.tracker, name=f"{self.experiment or 'sweep'}-summary",
-                                       group=self.experiment, save_dir=self.out_dir)
+            run_id = log_sweep_summary(
+                rows,
+                self.tracker,
+                name=f"{self.experiment or 'sweep'}-summary",
+                group=self.experiment,
+                save_dir=self.out_dir,
+            )
             log.info("W&B summary run %s logged (%s)", run_id, self.tracker.mode)
         except Exception:  # noqa: BLE001 - W&B must never fail a sweep
             log.exception("W&B SUMMARY NOT LOGGED for %s (the figure and results are saved)", self.results)

@@ -16,7 +16,8 @@ import math
 import re
 import string
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import datasets
 import evaluate
@@ -42,8 +43,7 @@ def accuracy(predictions: Sequence[int], references: Sequence[int]) -> float:
     return 100.0 * sum(int(p) == int(r) for p, r in zip(predictions, references)) / len(references)
 
 
-def f1_macro(predictions: Sequence[int], references: Sequence[int],
-             labels: Sequence[int] | None = None) -> float:
+def f1_macro(predictions: Sequence[int], references: Sequence[int], labels: Sequence[int] | None = None) -> float:
     """Unweighted mean of per-class F1, in percent (sklearn ``f1_score(average="macro")``).
 
     A class with no true and no predicted instance scores 0, as sklearn does with
@@ -90,8 +90,7 @@ def matthews_corr(predictions: Sequence[int], references: Sequence[int]) -> floa
     return 100.0 * cov_tp / math.sqrt(cov_pp * cov_tt)
 
 
-def multirc_f1a_em(groups: Sequence[str], predictions: Sequence[int],
-                   references: Sequence[int]) -> dict[str, float]:
+def multirc_f1a_em(groups: Sequence[str], predictions: Sequence[int], references: Sequence[int]) -> dict[str, float]:
     """MultiRC F1a and EM, in percent.
 
     F1a: binary F1 of the positive class ("True" = 1) over all answer options pooled.
@@ -142,8 +141,7 @@ def squad_f1(prediction: str, answer: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def record_em_f1(predictions: Mapping[str, str],
-                 references: Mapping[str, Sequence[str]]) -> dict[str, float]:
+def record_em_f1(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """ReCoRD EM and F1, in percent: one score per query, max over its gold answers.
 
     Args:
@@ -166,10 +164,31 @@ def record_em_f1(predictions: Mapping[str, str],
 
 
 # T5's WSC postprocessor ignores these words when matching a prediction to the referent.
-_WSC_DETERMINERS = frozenset({
-    "a", "an", "few", "her", "his", "each", "every", "many", "much", "my", "our", "some",
-    "that", "the", "their", "these", "this", "those", "which", "whose", "your",
-})
+_WSC_DETERMINERS = frozenset(
+    {
+        "a",
+        "an",
+        "few",
+        "her",
+        "his",
+        "each",
+        "every",
+        "many",
+        "much",
+        "my",
+        "our",
+        "some",
+        "that",
+        "the",
+        "their",
+        "these",
+        "this",
+        "those",
+        "which",
+        "whose",
+        "your",
+    }
+)
 
 
 def wsc_referent_match(prediction: str, referent: str) -> bool:
@@ -196,8 +215,7 @@ def wsc_referent_match(prediction: str, referent: str) -> bool:
 _CLASSIFICATION = ("boolq", "cb", "copa", "rte", "wic", "wsc", "axb", "axg")
 
 
-def compute_task_metrics(task: str, predictions: Sequence[Any],
-                         references: Sequence[Any]) -> dict[str, float]:
+def compute_task_metrics(task: str, predictions: Sequence[Any], references: Sequence[Any]) -> dict[str, float]:
     """Computes ``TaskSpec.metrics`` of ``task`` from ``evaluate``-shaped inputs, in percent.
 
     Args:
@@ -214,9 +232,9 @@ def compute_task_metrics(task: str, predictions: Sequence[Any],
     predictions, references = list(predictions), list(references)
     if task == "multirc":
         _check_lengths(predictions, references)
-        out = multirc_f1a_em([p["group"] for p in predictions],
-                             [int(p["prediction"]) for p in predictions],
-                             [int(r) for r in references])
+        out = multirc_f1a_em(
+            [p["group"] for p in predictions], [int(p["prediction"]) for p in predictions], [int(r) for r in references]
+        )
     elif task == "record":
         pred_map: dict[str, str] = {}
         for p in predictions:  # the first prediction of a query counts
@@ -248,20 +266,23 @@ def compute_task_metrics(task: str, predictions: Sequence[Any],
 def _features(task: str) -> datasets.Features:
     """The input schema of ``task`` (see ``compute_task_metrics``)."""
     if task == "multirc":
-        return datasets.Features({
-            "predictions": {"group": datasets.Value("string"),
-                            "prediction": datasets.Value("int64")},
-            "references": datasets.Value("int64"),
-        })
+        return datasets.Features(
+            {
+                "predictions": {"group": datasets.Value("string"), "prediction": datasets.Value("int64")},
+                "references": datasets.Value("int64"),
+            }
+        )
     if task == "record":
-        return datasets.Features({
-            "predictions": {"group": datasets.Value("string"),
-                            "prediction_text": datasets.Value("string")},
-            "references": {"group": datasets.Value("string"),
-                           "answers": datasets.Sequence(datasets.Value("string"))},
-        })
-    return datasets.Features({"predictions": datasets.Value("int64"),
-                              "references": datasets.Value("int64")})
+        return datasets.Features(
+            {
+                "predictions": {"group": datasets.Value("string"), "prediction_text": datasets.Value("string")},
+                "references": {
+                    "group": datasets.Value("string"),
+                    "answers": datasets.Sequence(datasets.Value("string")),
+                },
+            }
+        )
+    return datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")})
 
 
 _DESCRIPTION = "SuperGLUE metrics (Wang et al. 2019) as computed by T5, in percent."
@@ -290,8 +311,7 @@ class SuperGlueMetric(evaluate.Metric):
 
     def __init__(self, config_name: str | None = None, **kwargs: Any) -> None:
         if config_name not in TASKS:
-            raise KeyError(f"unknown SuperGLUE task {config_name!r}; "
-                           f"valid tasks: {', '.join(TASKS)}")
+            raise KeyError(f"unknown SuperGLUE task {config_name!r}; valid tasks: {', '.join(TASKS)}")
         kwargs.setdefault("keep_in_memory", True)
         super().__init__(config_name=config_name, **kwargs)
 
@@ -304,8 +324,7 @@ class SuperGlueMetric(evaluate.Metric):
             homepage="https://super.gluebenchmark.com/",
         )
 
-    def _compute(self, predictions: Sequence[Any] = None,
-                 references: Sequence[Any] = None) -> dict[str, float]:
+    def _compute(self, predictions: Sequence[Any] = None, references: Sequence[Any] = None) -> dict[str, float]:
         return compute_task_metrics(self.config_name, predictions, references)
 
 
@@ -317,12 +336,10 @@ def _require_labels(task: str, examples: Sequence[Example]) -> None:
     for ex in examples:
         unlabelled = not ex.answers if task == "record" else ex.label < 0
         if unlabelled:
-            raise ValueError(f"cannot score unlabelled {task} example (group {ex.group!r}): "
-                             "test data has no labels")
+            raise ValueError(f"cannot score unlabelled {task} example (group {ex.group!r}): test data has no labels")
 
 
-def score_examples(task: str, examples: Sequence[Example],
-                   predictions: Sequence[int | str]) -> dict[str, float]:
+def score_examples(task: str, examples: Sequence[Example], predictions: Sequence[int | str]) -> dict[str, float]:
     """Scores model outputs on formatted examples: the bridge the training code uses.
 
     Args:
@@ -352,11 +369,12 @@ def score_examples(task: str, examples: Sequence[Example],
         refs = [{"group": ex.group, "answers": list(ex.answers)} for ex in examples]
         return compute_task_metrics(task, preds, refs)
     if task == "wsc":
-        truth = [int(wsc_referent_match(p, ex.answers[0])) if isinstance(p, str) else int(p)
-                 for ex, p in zip(examples, predictions)]
+        truth = [
+            int(wsc_referent_match(p, ex.answers[0])) if isinstance(p, str) else int(p)
+            for ex, p in zip(examples, predictions)
+        ]
         return compute_task_metrics(task, truth, [ex.label for ex in examples])
-    indices = [t5_postprocess(task, p, ex) if isinstance(p, str) else int(p)
-               for ex, p in zip(examples, predictions)]
+    indices = [t5_postprocess(task, p, ex) if isinstance(p, str) else int(p) for ex, p in zip(examples, predictions)]
     refs = [ex.label for ex in examples]
     if task == "multirc":
         preds = [{"group": ex.group, "prediction": i} for ex, i in zip(examples, indices)]

@@ -62,8 +62,15 @@ def neighbour_frame(ids: torch.Tensor, sims: torch.Tensor, tokenizer) -> pd.Data
     for pos in range(ids.shape[0]):
         for rank in range(ids.shape[1]):
             tid = int(ids[pos, rank])
-            records.append({"position": pos, "rank": rank + 1, "token_id": tid,
-                            "token": tokenizer.convert_ids_to_tokens(tid), "similarity": float(sims[pos, rank])})
+            records.append(
+                {
+                    "position": pos,
+                    "rank": rank + 1,
+                    "token_id": tid,
+                    "token": tokenizer.convert_ids_to_tokens(tid),
+                    "similarity": float(sims[pos, rank]),
+                }
+            )
     return pd.DataFrame.from_records(records, columns=["position", "rank", "token_id", "token", "similarity"])
 
 
@@ -97,8 +104,9 @@ def summarize(ids: torch.Tensor, labels: dict[str, list[int]]) -> dict[str, Any]
     }
 
 
-def prompt_neighbours(prompt: torch.Tensor, embeddings: torch.Tensor, tokenizer, task: str,
-                      k: int = 5) -> tuple[pd.DataFrame, dict[str, Any]]:
+def prompt_neighbours(
+    prompt: torch.Tensor, embeddings: torch.Tensor, tokenizer, task: str, k: int = 5
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Neighbour table and summary of one task's prompt (labels: the task's ``label_words``)."""
     ids, sims = nearest_tokens(prompt, embeddings, k)
     frame = neighbour_frame(ids, sims, tokenizer)
@@ -137,17 +145,43 @@ def neighbour_tables(runs, k: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
         embeddings, tokenizer = cache[key]
         task = run.tasks[0]
         frame, summ = prompt_neighbours(run.prompt, embeddings, tokenizer, task, k)
-        front = {"experiment": run.experiment, "model": run.model, "setting": run.setting, "task": task,
-                 "seed": run.seed, "init": str(run.config.method.get("init", "")),
-                 "init_seed": run.config.method.get("init_seed"), "job": str(run.job_dir)}
+        front = {
+            "experiment": run.experiment,
+            "model": run.model,
+            "setting": run.setting,
+            "task": task,
+            "seed": run.seed,
+            "init": str(run.config.method.get("init", "")),
+            "init_seed": run.config.method.get("init_seed"),
+            "job": str(run.job_dir),
+        }
         long.append(frame.assign(**front)[[*front, *frame.columns]])
-        summary.append({**front, **{key: v for key, v in summ.items() if key != "label_positions"},
-                        "labels_found": ", ".join(summ["labels_found"]),
-                        "label_positions": "; ".join(f"{w}: {','.join(map(str, ps))}"
-                                                     for w, ps in summ["label_positions"].items() if ps)})
-    columns = ["experiment", "model", "setting", "task", "seed", "init", "init_seed", "job", "positions",
-               "distinct_nearest",
-               "shared_positions", "largest_cluster", "labels_found", "label_positions"]
+        summary.append(
+            {
+                **front,
+                **{key: v for key, v in summ.items() if key != "label_positions"},
+                "labels_found": ", ".join(summ["labels_found"]),
+                "label_positions": "; ".join(
+                    f"{w}: {','.join(map(str, ps))}" for w, ps in summ["label_positions"].items() if ps
+                ),
+            }
+        )
+    columns = [
+        "experiment",
+        "model",
+        "setting",
+        "task",
+        "seed",
+        "init",
+        "init_seed",
+        "job",
+        "positions",
+        "distinct_nearest",
+        "shared_positions",
+        "largest_cluster",
+        "labels_found",
+        "label_positions",
+    ]
     long_df = pd.concat(long, ignore_index=True) if long else pd.DataFrame()
     return long_df, pd.DataFrame.from_records(summary, columns=columns)
 
@@ -162,19 +196,28 @@ def neighbours_markdown(long: pd.DataFrame, summary: pd.DataFrame, max_positions
         "such cluster; `labels found`: the task's verbalisers with a sub-word piece among a "
         "position's top-k (positions listed).",
         "",
-        "| Task | Model | Setting | Seed | Init (seed) | Positions | Distinct nearest | Shared | Largest | Labels found | Label positions |",
+        "| Task | Model | Setting | Seed | Init (seed) | Positions | Distinct nearest | Shared | Largest "
+        "| Labels found | Label positions |",
         "|---|---|---|---|---|---:|---:|---:|---:|---|---|",
     ]
     for r in summary.itertuples():
-        lines.append(f"| {r.task} | {r.model} | {r.setting} | {r.seed} | {r.init} ({r.init_seed}) | {r.positions} | "
-                     f"{r.distinct_nearest} | {r.shared_positions} | {r.largest_cluster} | {r.labels_found} | "
-                     f"{r.label_positions} |")
+        lines.append(
+            f"| {r.task} | {r.model} | {r.setting} | {r.seed} | {r.init} ({r.init_seed}) | {r.positions} | "
+            f"{r.distinct_nearest} | {r.shared_positions} | {r.largest_cluster} | {r.labels_found} | "
+            f"{r.label_positions} |"
+        )
     for task, t in long.groupby("task", sort=False) if not long.empty else []:
         lines += ["", f"## {task}"]
-        for (model, setting, seed, init, job), run in t.groupby(["model", "setting", "seed", "init", "job"],
-                                                                 sort=False):
-            lines += ["", f"### {model}{', ' + setting if setting else ''}, seed {seed}, init {init} ({job})", "",
-                      "| Position | Nearest tokens (cosine) |", "|---:|---|"]
+        for (model, setting, seed, init, job), run in t.groupby(
+            ["model", "setting", "seed", "init", "job"], sort=False
+        ):
+            lines += [
+                "",
+                f"### {model}{', ' + setting if setting else ''}, seed {seed}, init {init} ({job})",
+                "",
+                "| Position | Nearest tokens (cosine) |",
+                "|---:|---|",
+            ]
             for pos, p in list(run.groupby("position", sort=True))[:max_positions]:
                 toks = ", ".join(f"`{_cell(tok)}` ({sim:.2f})" for tok, sim in zip(p["token"], p["similarity"]))
                 lines.append(f"| {pos} | {toks} |")
@@ -206,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = [r for r in find_prompt_runs(args.runs, args.results, args.experiment) if len(r.tasks) == 1]
     if not runs:
-        print(f"promptscale.neighbours: error: no single-task prompt-tuning run with a checkpoint under {args.runs}",
-              file=sys.stderr)
+        print(
+            f"promptscale.neighbours: error: no single-task prompt-tuning run with a checkpoint under {args.runs}",
+            file=sys.stderr,
+        )
         return 1
     long, summary = neighbour_tables(runs, args.k)
     for p in write_neighbours(long, summary, args.out).values():

@@ -74,8 +74,13 @@ def save_prompt(prompt: Any, path: str | Path, *, model: str = "", task: str = "
     tensor = as_prompt_tensor(prompt)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": FORMAT, "model": model, "task": task,
-                "length": str(tensor.shape[0]), "d_model": str(tensor.shape[1])}
+    metadata = {
+        "format": FORMAT,
+        "model": model,
+        "task": task,
+        "length": str(tensor.shape[0]),
+        "d_model": str(tensor.shape[1]),
+    }
     save_file({PROMPT_KEY: tensor}, str(path), metadata=metadata)
     return path
 
@@ -99,16 +104,20 @@ def load_prompt(path: str | Path, d_model: int | None = None) -> torch.Tensor:
     path = Path(path)
     tensor, metadata = _read_safetensors(path)
     if "length" in metadata and metadata["length"] != str(tensor.shape[0]):
-        raise PromptFileError(f"{path}: metadata says length {metadata['length']} but the tensor has "
-                              f"{tensor.shape[0]} rows; the file is inconsistent")
+        raise PromptFileError(
+            f"{path}: metadata says length {metadata['length']} but the tensor has "
+            f"{tensor.shape[0]} rows; the file is inconsistent"
+        )
     return check_width(tensor, d_model, path)
 
 
 def check_width(tensor: torch.Tensor, d_model: int | None, source: str | Path) -> torch.Tensor:
     """Refuses a prompt whose width differs from the model's ``d_model`` (a prompt for another size)."""
     if d_model is not None and tensor.shape[1] != d_model:
-        raise PromptFileError(f"{source}: prompt has shape {tuple(tensor.shape)} (d_model {tensor.shape[1]}) but "
-                              f"the model has d_model {d_model}: a prompt trained for a different model size?")
+        raise PromptFileError(
+            f"{source}: prompt has shape {tuple(tensor.shape)} (d_model {tensor.shape[1]}) but "
+            f"the model has d_model {d_model}: a prompt trained for a different model size?"
+        )
     return tensor
 
 
@@ -151,9 +160,14 @@ def export_peft(prompt: Any, base_model_name_or_path: str, out_dir: str | Path) 
     tensor = as_prompt_tensor(prompt)
     config = getattr(getattr(prompt, "model", None), "config", None)  # a PromptTuning's T5Config
     peft_config = PromptTuningConfig(
-        task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=tensor.shape[0], token_dim=tensor.shape[1],
-        num_transformer_submodules=1, base_model_name_or_path=base_model_name_or_path, inference_mode=True,
-        num_attention_heads=getattr(config, "num_heads", None), num_layers=getattr(config, "num_layers", None),
+        task_type=TaskType.SEQ_2_SEQ_LM,
+        num_virtual_tokens=tensor.shape[0],
+        token_dim=tensor.shape[1],
+        num_transformer_submodules=1,
+        base_model_name_or_path=base_model_name_or_path,
+        inference_mode=True,
+        num_attention_heads=getattr(config, "num_heads", None),
+        num_layers=getattr(config, "num_layers", None),
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -176,13 +190,17 @@ def import_peft(adapter_dir: str | Path, d_model: int | None = None) -> torch.Te
     config = _read_peft_config(adapter_dir / PEFT_CONFIG)
     weights = adapter_dir / PEFT_WEIGHTS
     if not weights.is_file() and (adapter_dir / "adapter_model.bin").is_file():
-        raise PromptFileError(f"{adapter_dir / 'adapter_model.bin'}: pickled adapters are not read "
-                              f"(unsafe); re-save it with safe_serialization=True")
+        raise PromptFileError(
+            f"{adapter_dir / 'adapter_model.bin'}: pickled adapters are not read "
+            f"(unsafe); re-save it with safe_serialization=True"
+        )
     tensor, _ = _read_safetensors(weights)  # [P * S, H]
     length, submodules = config["num_virtual_tokens"], config.get("num_transformer_submodules") or 1
     if tensor.shape[0] != length * submodules:
-        raise PromptFileError(f"{weights}: {PROMPT_KEY!r} has {tensor.shape[0]} rows but {PEFT_CONFIG} says "
-                              f"num_virtual_tokens={length} x num_transformer_submodules={submodules}")
+        raise PromptFileError(
+            f"{weights}: {PROMPT_KEY!r} has {tensor.shape[0]} rows but {PEFT_CONFIG} says "
+            f"num_virtual_tokens={length} x num_transformer_submodules={submodules}"
+        )
     return check_width(tensor[:length].contiguous(), d_model, weights)  # [P, H]
 
 
@@ -197,8 +215,9 @@ def _read_peft_config(path: Path) -> dict:
     if config.get("peft_type") != "PROMPT_TUNING":
         raise PromptFileError(f"{path}: peft_type is {config.get('peft_type')!r}, expected 'PROMPT_TUNING'")
     if config.get("task_type") != "SEQ_2_SEQ_LM":
-        raise PromptFileError(f"{path}: task_type is {config.get('task_type')!r}, expected 'SEQ_2_SEQ_LM' "
-                              f"(a prompt for the T5 encoder)")
+        raise PromptFileError(
+            f"{path}: task_type is {config.get('task_type')!r}, expected 'SEQ_2_SEQ_LM' (a prompt for the T5 encoder)"
+        )
     if not isinstance(config.get("num_virtual_tokens"), int) or config["num_virtual_tokens"] <= 0:
         raise PromptFileError(f"{path}: num_virtual_tokens must be a positive integer")
     return config
@@ -222,8 +241,10 @@ def load_into(module: Any, prompt: torch.Tensor | str | Path) -> Any:
     target = module.prompt.embedding  # [P, H]
     tensor = read_prompt(prompt, target.shape[1]) if isinstance(prompt, (str, Path)) else as_prompt_tensor(prompt)
     if tensor.shape != target.shape:
-        raise ValueError(f"prompt has shape {tuple(tensor.shape)} but the module's prompt is "
-                         f"{tuple(target.shape)}; build PromptTuning with prompt_length={tensor.shape[0]}")
+        raise ValueError(
+            f"prompt has shape {tuple(tensor.shape)} but the module's prompt is "
+            f"{tuple(target.shape)}; build PromptTuning with prompt_length={tensor.shape[0]}"
+        )
     with torch.no_grad():
         target.copy_(tensor.to(target))
     return module
@@ -261,8 +282,15 @@ class PromptBank:
         max_target_length: Tokens kept per choice.
     """
 
-    def __init__(self, model, tokenizer, prompts: Mapping[str, Any] | None = None, *,
-                 max_input_length: int = 512, max_target_length: int = 62) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        prompts: Mapping[str, Any] | None = None,
+        *,
+        max_input_length: int = 512,
+        max_target_length: int = 62,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.max_input_length, self.max_target_length = max_input_length, max_target_length
@@ -291,12 +319,15 @@ class PromptBank:
         unknown = sorted({q.task for q in queries} - self.prompts.keys())
         if unknown:
             raise KeyError(f"no prompt for task(s) {unknown}; the bank has {sorted(self.prompts)}")
-        ids = self.tokenizer([q.inputs for q in queries], truncation=True,
-                             max_length=self.max_input_length)["input_ids"]
+        ids = self.tokenizer([q.inputs for q in queries], truncation=True, max_length=self.max_input_length)[
+            "input_ids"
+        ]
         table = self.model.get_input_embeddings()
         weight = table.weight
-        rows = [torch.cat([self.prompts[q.task].to(weight), table(torch.tensor(i, device=weight.device))])
-                for q, i in zip(queries, ids)]  # each [P_t + T_i, H]
+        rows = [
+            torch.cat([self.prompts[q.task].to(weight), table(torch.tensor(i, device=weight.device))])
+            for q, i in zip(queries, ids)
+        ]  # each [P_t + T_i, H]
         width = max(r.shape[0] for r in rows)
         embeds = weight.new_zeros(len(rows), width, weight.shape[1])  # [B, S, H]
         mask = torch.zeros(len(rows), width, dtype=torch.long, device=weight.device)  # [B, S]
@@ -338,8 +369,9 @@ class PromptBank:
         if not queries:
             return []
         encoded, mask = self.encode(queries)
-        out = self.model.generate(encoder_outputs=encoded, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                  do_sample=False, num_beams=1)  # [B, L']
+        out = self.model.generate(
+            encoder_outputs=encoded, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1
+        )  # [B, L']
         return self.tokenizer.batch_decode(out, skip_special_tokens=True)
 
     def _label_ids(self, texts: list[str]) -> torch.Tensor:
@@ -351,16 +383,18 @@ class PromptBank:
         return labels.to(self.model.device)
 
 
-def choice_scores(model, hidden: torch.Tensor, mask: torch.Tensor, owner: list[int],
-                  labels: torch.Tensor) -> torch.Tensor:
+def choice_scores(
+    model, hidden: torch.Tensor, mask: torch.Tensor, owner: list[int], labels: torch.Tensor
+) -> torch.Tensor:
     """Sum of token log-probabilities ``[C]`` of candidate ``labels`` ``[C, L]``.
 
     ``hidden`` ``[B, S, H]`` is each example's encoder output, computed once and repeated for
     each of its candidates (``owner`` ``[C]``), as the training module's evaluation does.
     """
     index = torch.tensor(owner, dtype=torch.long, device=hidden.device)  # [C]
-    logits = model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[index]),
-                   attention_mask=mask[index], labels=labels).logits  # [C, L, V]
+    logits = model(
+        encoder_outputs=BaseModelOutput(last_hidden_state=hidden[index]), attention_mask=mask[index], labels=labels
+    ).logits  # [C, L, V]
     logp = F.log_softmax(logits.float(), dim=-1)
     token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [C, L]
     return (token_logp * (labels >= 0)).sum(dim=-1)  # [C]

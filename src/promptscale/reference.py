@@ -54,27 +54,33 @@ def _curve(cells: dict[str, tuple[float, float, bool]]) -> tuple[RefPoint, ...]:
 # Vu, Lester et al. 2022 (SPoT) Table 4: the Lester et al. 2021 Figure 1 curves, SuperGLUE
 # dev, mean +- std over 3 seeds. (size: (mean, std, uncertain "(?)" cell)).
 LESTER_FIG1: dict[str, tuple[RefPoint, ...]] = {
-    "model_tuning": _curve({
-        "small": (62.8, 0.8, False),
-        "base": (73.7, 0.6, False),
-        "large": (81.3, 0.6, False),
-        "xl": (83.1, 0.2, False),
-        "xxl": (89.9, 0.2, False),
-    }),
-    "prompt_tuning": _curve({
-        "small": (59.8, 0.8, False),
-        "base": (63.1, 1.1, False),
-        "large": (74.5, 2.2, False),
-        "xl": (79.2, 0.5, True),
-        "xxl": (88.8, 0.2, True),
-    }),
-    "multitask_model_tuning": _curve({
-        "small": (64.6, 0.2, False),
-        "base": (79.2, 0.3, False),
-        "large": (84.5, 0.1, False),
-        "xl": (88.0, 0.9, True),
-        "xxl": (90.1, 0.2, True),
-    }),
+    "model_tuning": _curve(
+        {
+            "small": (62.8, 0.8, False),
+            "base": (73.7, 0.6, False),
+            "large": (81.3, 0.6, False),
+            "xl": (83.1, 0.2, False),
+            "xxl": (89.9, 0.2, False),
+        }
+    ),
+    "prompt_tuning": _curve(
+        {
+            "small": (59.8, 0.8, False),
+            "base": (63.1, 1.1, False),
+            "large": (74.5, 2.2, False),
+            "xl": (79.2, 0.5, True),
+            "xxl": (88.8, 0.2, True),
+        }
+    ),
+    "multitask_model_tuning": _curve(
+        {
+            "small": (64.6, 0.2, False),
+            "base": (79.2, 0.3, False),
+            "large": (84.5, 0.1, False),
+            "xl": (88.0, 0.9, True),
+            "xxl": (90.1, 0.2, True),
+        }
+    ),
 }
 
 # Brown et al. 2020 Table H.1: GPT-3 few-shot (K = 32) SuperGLUE averages; the transcription

@@ -221,9 +221,7 @@ class ResultsStore:
 
     def has_config(self, config_hash: str) -> bool:
         """Whether a finished run (a row with status ``"ok"``) has this config hash."""
-        return any(
-            r.get("config_hash") == config_hash and r.get("status") == "ok" for r in self.rows()
-        )
+        return any(r.get("config_hash") == config_hash and r.get("status") == "ok" for r in self.rows())
 
     def frame(self) -> pandas.DataFrame:
         """All rows as a DataFrame (columns :data:`ROW_FIELDS` first, then any extras)."""
@@ -289,15 +287,11 @@ def git_sha() -> str:
     """
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10
-        )
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0 or not sha.stdout.strip():
             return "unknown"
         out = sha.stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=30
-        )
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=30)
         if status.returncode == 0 and status.stdout.strip():
             out += "-dirty"
         return out

@@ -59,8 +59,10 @@ class NonFiniteLossError(FloatingPointError):
 
     def __init__(self, step: int, loss: float, checkpoint: Path | None) -> None:
         kept = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved before it"
-        super().__init__(f"non-finite training loss ({loss}) at step {step}; stopped before the update "
-                         f"({kept}). Lower method.lr, or use trainer.precision=32-true / bf16-mixed.")
+        super().__init__(
+            f"non-finite training loss ({loss}) at step {step}; stopped before the update "
+            f"({kept}). Lower method.lr, or use trainer.precision=32-true / bf16-mixed."
+        )
         self.step, self.loss = step, loss
 
 
@@ -88,8 +90,13 @@ class ResumeCheckpoint(L.Callback):
             preemption, SIGUSR1 from ``sbatch --signal``, SIGUSR2 from submitit).
     """
 
-    def __init__(self, dirpath: str, seed: int = 0, every_n_steps: int = 500,
-                 signals: Sequence[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2")) -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        seed: int = 0,
+        every_n_steps: int = 500,
+        signals: Sequence[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2"),
+    ) -> None:
         if every_n_steps <= 0:
             raise ValueError(f"callbacks.resume.every_n_steps must be positive, got {every_n_steps}")
         valid = {s.name for s in signal.Signals}
@@ -169,8 +176,11 @@ class ResumeCheckpoint(L.Callback):
         # across ranks: one rank stopping alone would leave the others in an all-reduce.
         bad = not bool(torch.isfinite(loss.detach()).all())
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
-            raise NonFiniteLossError(trainer.global_step + 1, float(loss.detach().float().mean()),
-                                     self.last_path if self.last_path.exists() else None)
+            raise NonFiniteLossError(
+                trainer.global_step + 1,
+                float(loss.detach().float().mean()),
+                self.last_path if self.last_path.exists() else None,
+            )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if trainer.fit_loop.epoch_loop._should_accumulate():
@@ -222,8 +232,12 @@ class ResumeCheckpoint(L.Callback):
         signum = self._received or signal.SIGTERM  # a rank that only heard of it from another
         previous = self._previous.get(signum)
         self._restore_handlers()
-        log.warning("%s: saved %s at step %d, exiting so the job can be requeued",
-                    signal.Signals(signum).name, self.last_path, trainer.global_step)
+        log.warning(
+            "%s: saved %s at step %d, exiting so the job can be requeued",
+            signal.Signals(signum).name,
+            self.last_path,
+            trainer.global_step,
+        )
         if trainer.is_global_zero and _is_submitit_handler(previous):
             previous(signum, None)  # submitit requeues this job, then exits the process
         raise Preempted(signum, trainer.global_step)

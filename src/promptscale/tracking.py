@@ -51,8 +51,13 @@ class WandbSettings:
 
             os.makedirs(save_dir, exist_ok=True)
             logger = WandbLogger(
-                project=self.project, entity=self.entity, name=name, group=group, save_dir=save_dir,
-                offline=self.mode == "offline", tags=sorted(set(self.tags) | set(tags)),
+                project=self.project,
+                entity=self.entity,
+                name=name,
+                group=group,
+                save_dir=save_dir,
+                offline=self.mode == "offline",
+                tags=sorted(set(self.tags) | set(tags)),
                 settings=_settings(self.api_key),
             )
             logger.experiment.config.update(redact(config), allow_val_change=True)  # starts the run now
@@ -101,8 +106,7 @@ def _secret_values() -> set[str]:
 
 def _redact(value: Any, keys: bool, secrets: set[str]) -> Any:
     if isinstance(value, dict):
-        return {k: "***" if keys and _SECRET.search(str(k)) else _redact(v, keys, secrets)
-                for k, v in value.items()}
+        return {k: "***" if keys and _SECRET.search(str(k)) else _redact(v, keys, secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_redact(v, keys, secrets) for v in value]
     if isinstance(value, str) and any(s in value for s in secrets):

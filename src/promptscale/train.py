@@ -22,8 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from promptscale import tracking, wandb_report
 from promptscale.config_checks import check_config
 from promptscale.results import ResultsStore, config_hash, hashable_config
-from promptscale.rows import failure_rows, method_name, result_rows
 from promptscale.resume import NonFiniteLossError, ResumeCheckpoint, cluster_plugins
+from promptscale.rows import failure_rows, method_name, result_rows
 
 log = logging.getLogger(__name__)
 # Noise that says nothing about this run: our module deliberately moves eval batches itself.
@@ -54,9 +54,16 @@ def run(cfg: DictConfig) -> list[dict] | None:
     data.attach(method.tokenizer, method.format, method.batch_size)
     counts = method.parameter_counts()
     run_name = f"{cfg.experiment_name}-{uuid.uuid4().hex[:8]}"
-    logger = None if rank_zero_only.rank else instantiate(cfg.logger).make_logger(  # W&B: rank 0 only
-        name=run_name, group=cfg.experiment_name, save_dir=str(Path(cfg.paths.output_dir)),
-        tags=[method_name(cfg), cfg.model.name, *cfg.data.tasks], config={**config, "params": counts},
+    logger = (
+        None
+        if rank_zero_only.rank
+        else instantiate(cfg.logger).make_logger(  # W&B: rank 0 only
+            name=run_name,
+            group=cfg.experiment_name,
+            save_dir=str(Path(cfg.paths.output_dir)),
+            tags=[method_name(cfg), cfg.model.name, *cfg.data.tasks],
+            config={**config, "params": counts},
+        )
     )
     exit_code = 1
     try:
@@ -108,10 +115,17 @@ def make_trainer(cfg: DictConfig, method, logger, chash: str | None = None) -> L
         if isinstance(callback, ResumeCheckpoint):  # last.ckpt under <root>/checkpoints/<config hash>
             callback.bind(chash or config_hash(hashable_config(cfg)))
     plugins = cluster_plugins()
-    return instantiate(cfg.trainer, max_steps=max_steps, val_check_interval=interval,
-                       logger=logger if logger is not None else False, callbacks=callbacks,
-                       enable_checkpointing=bool(callbacks), default_root_dir=cfg.paths.output_dir,
-                       use_distributed_sampler=False, **({"plugins": plugins} if plugins else {}))
+    return instantiate(
+        cfg.trainer,
+        max_steps=max_steps,
+        val_check_interval=interval,
+        logger=logger if logger is not None else False,
+        callbacks=callbacks,
+        enable_checkpointing=bool(callbacks),
+        default_root_dir=cfg.paths.output_dir,
+        use_distributed_sampler=False,
+        **({"plugins": plugins} if plugins else {}),
+    )
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

@@ -50,9 +50,14 @@ def job_summary(rows: list[dict]) -> dict[str, Any]:
         return {}
     first = rows[0]
     out: dict[str, Any] = {
-        "method": first["method"], "model": first["model"], "size": first.get("size"),
-        "model_params": first["total_params"], "seed": first["seed"], "experiment": first["experiment"],
-        "setting": first.get("setting") or "", "config_hash": first["config_hash"],
+        "method": first["method"],
+        "model": first["model"],
+        "size": first.get("size"),
+        "model_params": first["total_params"],
+        "seed": first["seed"],
+        "experiment": first["experiment"],
+        "setting": first.get("setting") or "",
+        "config_hash": first["config_hash"],
     }
     per_task: dict[str, dict[str, float]] = {}
     for r in rows:
@@ -98,11 +103,23 @@ def dashboard(rows: list[dict]) -> dict[str, Any]:
     from promptscale.figures import method_name, score_table
 
     ok = [r for r in rows if r.get("status") == "ok" and r.get("split") == "val"]
-    table = wandb.Table(columns=list(TABLE_COLUMNS), data=[
-        [r["method"], r.get("setting") or "", r["model"], r.get("size") or r["model"], int(r["total_params"]),
-         r["task"], r["metric"], r["seed"], float(r["value"])]
-        for r in ok
-    ])
+    table = wandb.Table(
+        columns=list(TABLE_COLUMNS),
+        data=[
+            [
+                r["method"],
+                r.get("setting") or "",
+                r["model"],
+                r.get("size") or r["model"],
+                int(r["total_params"]),
+                r["task"],
+                r["metric"],
+                r["seed"],
+                float(r["value"]),
+            ]
+            for r in ok
+        ],
+    )
     out: dict[str, Any] = {"results": table}
     try:
         scores = score_table(ok, by_setting=True)
@@ -118,7 +135,10 @@ def dashboard(rows: list[dict]) -> dict[str, Any]:
             ys.append([float(y) for y in line["mean"]])
             keys.append(key or method_name(method))
         out[f"charts/{method}"] = wandb.plot.line_series(
-            xs=xs, ys=ys, keys=keys, xname="parameters",
+            xs=xs,
+            ys=ys,
+            keys=keys,
+            xname="parameters",
             title=f"{method_name(method)}: SuperGLUE score vs. model parameters",
         )
     return out
@@ -146,9 +166,16 @@ def log_sweep_summary(rows: list[dict], tracker, *, name: str, group: str | None
     os.makedirs(save_dir, exist_ok=True)
     payload = dashboard(rows)
     run = wandb.init(
-        project=tracker.project, entity=tracker.entity, mode=tracker.mode, name=name, group=group,
-        job_type="summary", tags=sorted({*tracker.tags, "summary"}), dir=save_dir,
-        settings=wandb.Settings(init_timeout=60, silent=True), reinit="finish_previous",
+        project=tracker.project,
+        entity=tracker.entity,
+        mode=tracker.mode,
+        name=name,
+        group=group,
+        job_type="summary",
+        tags=sorted({*tracker.tags, "summary"}),
+        dir=save_dir,
+        settings=wandb.Settings(init_timeout=60, silent=True),
+        reinit="finish_previous",
     )
     try:
         run.log(payload)
@@ -211,14 +238,23 @@ def run_rows(run) -> list[dict]:
     except KeyError:
         label = ""
     common = {
-        "run_id": run.name, "experiment": config.get("experiment_name", getattr(run, "group", None)),
-        "method": method, "model": _get(config, "model", "name"), "size": _get(config, "model", "size"),
+        "run_id": run.name,
+        "experiment": config.get("experiment_name", getattr(run, "group", None)),
+        "method": method,
+        "model": _get(config, "model", "name"),
+        "size": _get(config, "model", "size"),
         "total_params": int(model_params),
         "method_params": int(params.get("total_params", model_params)) - int(model_params),
-        "trainable_params": params.get("trainable_params"), "split": _get(config, "data", "eval_split", default="val"),
-        "seed": config.get("seed"), "config_hash": chash, "git_sha": None,
-        "timestamp": str(getattr(run, "created_at", "") or ""), "wandb_run_id": run.id, "status": "ok",
-        "setting": label or "", "source": "wandb",
+        "trainable_params": params.get("trainable_params"),
+        "split": _get(config, "data", "eval_split", default="val"),
+        "seed": config.get("seed"),
+        "config_hash": chash,
+        "git_sha": None,
+        "timestamp": str(getattr(run, "created_at", "") or ""),
+        "wandb_run_id": run.id,
+        "status": "ok",
+        "setting": label or "",
+        "source": "wandb",
     }
     rows = []
     for key, value in summary.items():
@@ -228,8 +264,16 @@ def run_rows(run) -> list[dict]:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         task, metric = parts[1], parts[2]
-        rows.append({**common, "task": task, "task_version": get_task(task).version, "metric": metric,
-                     "value": float(value), "step": summary.get(f"{PREFIX}/{task}/step")})
+        rows.append(
+            {
+                **common,
+                "task": task,
+                "task_version": get_task(task).version,
+                "metric": metric,
+                "value": float(value),
+                "step": summary.get(f"{PREFIX}/{task}/step"),
+            }
+        )
     return sorted(rows, key=lambda r: (r["task"], r["metric"]))
 
 

@@ -16,15 +16,18 @@ SECTIONS = ("training", "evaluation", "padding", "memory")
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="promptscale-bench", description=__doc__)
-    parser.add_argument("--tiny", action="store_true", help="tiny shapes, one repeat: a smoke run (numbers mean nothing)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="tiny shapes, one repeat: a smoke run (numbers mean nothing)"
+    )
     parser.add_argument("--out", default="outputs/bench", help="folder of bench.json and bench.md")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--repeats", type=int, default=None, help="alternating repeats (default 3, tiny 1)")
     parser.add_argument("--precision", default="bf16-mixed", choices=("bf16-mixed", "32-true"))
     parser.add_argument("--sizes", default=None, help="comma-separated conf/model names (default small,base)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default on CPU: 1, see below; on GPU: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default on CPU: 1, see below; on GPU: torch's choice)"
+    )
     return parser.parse_args(argv)
 
 
@@ -66,13 +69,23 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     device_name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
-    result: dict = {"meta": {
-        "date": dt.date.today().isoformat(), "command": "promptscale-bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "mode": "tiny" if args.tiny else "full", "device": device, "device_name": f"{device_name} ({device})",
-        "cpu_count": __import__("os").cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "peft": peft.__version__, "lightning": lightning.__version__,
-        "precision": settings.precision, "load_start": load(),
-    }}
+    result: dict = {
+        "meta": {
+            "date": dt.date.today().isoformat(),
+            "command": "promptscale-bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
+            "mode": "tiny" if args.tiny else "full",
+            "device": device,
+            "device_name": f"{device_name} ({device})",
+            "cpu_count": __import__("os").cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "peft": peft.__version__,
+            "lightning": lightning.__version__,
+            "precision": settings.precision,
+            "load_start": load(),
+        }
+    }
     modules = {"training": training, "evaluation": evaluation, "padding": padding}
     for name in sections:
         if name == "memory":

@@ -67,10 +67,23 @@ class Settings:
 
     @classmethod
     def tiny_run(cls, device: str) -> Settings:
-        return cls(tiny=True, sizes=("tiny_s",), eval_sizes=("tiny_s",), memory_sizes=("tiny_s",),
-                   repeats=1, warmup_steps=1, measure_steps=1, batch_size=2, input_range=(8, 24),
-                   eval_per_task=1, eval_batch_size=4, device=device, peak_n=256, loop_arm_sizes=("tiny_s",),
-                   memory_methods=("model_tuning", "prompt_tuning"))
+        return cls(
+            tiny=True,
+            sizes=("tiny_s",),
+            eval_sizes=("tiny_s",),
+            memory_sizes=("tiny_s",),
+            repeats=1,
+            warmup_steps=1,
+            measure_steps=1,
+            batch_size=2,
+            input_range=(8, 24),
+            eval_per_task=1,
+            eval_batch_size=4,
+            device=device,
+            peak_n=256,
+            loop_arm_sizes=("tiny_s",),
+            memory_methods=("model_tuning", "prompt_tuning"),
+        )
 
     @property
     def steps(self) -> int:
@@ -121,10 +134,19 @@ def compose_config(size: str, method: str, tasks: str = "rte"):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("train", overrides=[
-            f"model={size}", "model.init=random", "model.tokenizer=embedded", f"method={method}",
-            f"task={tasks}", "logger=none", "paths.root=/tmp/promptscale-bench", "paths.output_dir=/tmp/promptscale-bench",
-        ])
+        return compose(
+            "train",
+            overrides=[
+                f"model={size}",
+                "model.init=random",
+                "model.tokenizer=embedded",
+                f"method={method}",
+                f"task={tasks}",
+                "logger=none",
+                "paths.root=/tmp/promptscale-bench",
+                "paths.output_dir=/tmp/promptscale-bench",
+            ],
+        )
 
 
 def method_trains(method: str) -> bool:
@@ -266,7 +288,14 @@ def t5_forward_flops(spec, batch: int, enc_len: int, dec_len: int, extras: Extra
     values project the encoder output), LM head over the vocabulary. Embedding lookups,
     norms, softmax, dropout and adapter matmuls (LoRA, prefix MLP) are not counted.
     """
-    d, ff, heads, dkv, layers, vocab = spec.d_model, spec.d_ff, spec.num_heads, spec.d_kv, spec.num_layers, spec.vocab_size
+    d, ff, heads, dkv, layers, vocab = (
+        spec.d_model,
+        spec.d_ff,
+        spec.num_heads,
+        spec.d_kv,
+        spec.num_layers,
+        spec.vocab_size,
+    )
     inner = heads * dkv
     t = enc_len + extras.encoder_prompt
     s = dec_len

@@ -28,7 +28,17 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutput
 
-from promptscale.bench.core import Settings, alternate, autocast, build_method, load, median, paired_ratio, random_ids, sync
+from promptscale.bench.core import (
+    Settings,
+    alternate,
+    autocast,
+    build_method,
+    load,
+    median,
+    paired_ratio,
+    random_ids,
+    sync,
+)
 from promptscale.data.datamodule import SuperGlueDataModule
 from promptscale.methods.base import cast_frozen_linears
 from promptscale.modules.attention import use_shared_bias_attention
@@ -39,8 +49,9 @@ SHORT = (20, 80)
 
 
 def eval_batches(module, settings: Settings, tiny: bool) -> list[dict]:
-    data = SuperGlueDataModule(tasks=list(TASKS), eval_limit=settings.eval_per_task,
-                               eval_batch_size=settings.eval_batch_size)
+    data = SuperGlueDataModule(
+        tasks=list(TASKS), eval_limit=settings.eval_per_task, eval_batch_size=settings.eval_batch_size
+    )
     data.load(train=False)
     data.attach(module.tokenizer, module.format, settings.batch_size)
     rng = random.Random(settings.seed)
@@ -62,8 +73,11 @@ def rank_previous(module, batch: dict) -> list[int]:
     try:
         encoded, mask = module.encode(batch["input_ids"], batch["attention_mask"])
         owner, labels = batch["choice_owner"], batch["choice_labels"]
-        logits = module.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[owner]),
-                              attention_mask=mask[owner], labels=labels).logits  # [C, L, V]
+        logits = module.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=encoded.last_hidden_state[owner]),
+            attention_mask=mask[owner],
+            labels=labels,
+        ).logits  # [C, L, V]
     finally:
         use_shared_bias_attention(module.model)
     return argmax_choices(logits, labels, owner, len(batch["examples"]))
@@ -89,8 +103,6 @@ def argmax_choices(logits: torch.Tensor, labels: torch.Tensor, owner: torch.Tens
     return [best.get(b, (0.0, -1))[1] for b in range(n)]
 
 
-
-
 def run(settings: Settings, log: Callable[[str], None]) -> dict:
     out: dict = {"what": __doc__.replace("\n", " ").strip(), "sizes": {}}
     for size in settings.eval_sizes:
@@ -105,8 +117,10 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
     use_shared_bias_attention(module.model)  # what the module's setup() does under Lightning
     if settings.precision == "bf16-mixed":
         cast_frozen_linears(module.model, torch.bfloat16)
-    batches = [{k: (v.to(settings.device) if torch.is_tensor(v) else v) for k, v in b.items()}
-               for b in eval_batches(module, settings, settings.tiny)]
+    batches = [
+        {k: (v.to(settings.device) if torch.is_tensor(v) else v) for k, v in b.items()}
+        for b in eval_batches(module, settings, settings.tiny)
+    ]
     examples = sum(len(b["examples"]) for b in batches)
     label_tokens = max(b["choice_labels"].shape[1] for b in batches)  # verbaliser + </s>
     recipe_tokens = module.max_new_tokens
@@ -126,8 +140,11 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
                 sync(settings.device)
                 seconds = time.perf_counter() - t0
             predictions[name] = preds
-            return {"seconds": seconds, "examples_per_s": examples / seconds,
-                    "decoder_steps_per_batch": decoder_calls[0] / len(batches)}
+            return {
+                "seconds": seconds,
+                "examples_per_s": examples / seconds,
+                "decoder_steps_per_batch": decoder_calls[0] / len(batches),
+            }
 
         return go
 
@@ -150,18 +167,33 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
     }
     load_before = load()
     results = alternate(arms, settings.repeats, log)
-    rows = {name: {"examples_per_s": median([r.get("examples_per_s") for r in runs]), "repeats": runs}
-            for name, runs in results.items()}
+    rows = {
+        name: {"examples_per_s": median([r.get("examples_per_s") for r in runs]), "repeats": runs}
+        for name, runs in results.items()
+    }
     for name in ("generate_recipe", "generate_label"):
         rows[name]["decoder_steps_per_batch"] = median([r.get("decoder_steps_per_batch") for r in results[name]])
     rows["generate_recipe"]["max_new_tokens"] = recipe_tokens
     rows["generate_label"]["max_new_tokens"] = label_tokens
     rank = predictions.get("rank", [])
-    agreement = {name: sum(a == b for a, b in zip(rank, predictions.get(name, []))) / max(len(rank), 1)
-                 for name in ("rank_previous", "rank_reencode")}
-    ratios = {f"rank speedup vs {name}": paired_ratio(results["rank"], results[name], "examples_per_s")
-              for name in arms if name != "rank"}
-    return {"examples": examples, "batches": len(batches), "eval_batch_size": settings.eval_batch_size,
-            "choices": sum(len(b["choice_owner"]) for b in batches), "method": "prompt_tuning",
-            "arms": rows, "ratios": ratios, "rank_agreement": agreement, "load_before": load_before,
-            "load_after": load()}
+    agreement = {
+        name: sum(a == b for a, b in zip(rank, predictions.get(name, []))) / max(len(rank), 1)
+        for name in ("rank_previous", "rank_reencode")
+    }
+    ratios = {
+        f"rank speedup vs {name}": paired_ratio(results["rank"], results[name], "examples_per_s")
+        for name in arms
+        if name != "rank"
+    }
+    return {
+        "examples": examples,
+        "batches": len(batches),
+        "eval_batch_size": settings.eval_batch_size,
+        "choices": sum(len(b["choice_owner"]) for b in batches),
+        "method": "prompt_tuning",
+        "arms": rows,
+        "ratios": ratios,
+        "rank_agreement": agreement,
+        "load_before": load_before,
+        "load_after": load(),
+    }

@@ -80,9 +80,15 @@ def worker(args: argparse.Namespace) -> dict:
 
     quiet()
     torch.set_num_threads(args.threads)
-    settings = Settings(warmup_steps=1, measure_steps=args.steps - 1, batch_size=args.batch_size,
-                        input_range=(args.min_len, args.max_len), device=args.device, precision=args.precision,
-                        seed=args.seed)
+    settings = Settings(
+        warmup_steps=1,
+        measure_steps=args.steps - 1,
+        batch_size=args.batch_size,
+        input_range=(args.min_len, args.max_len),
+        device=args.device,
+        precision=args.precision,
+        seed=args.seed,
+    )
     tokenizer = build_spec(args.size).build_tokenizer()
     items = train_items(tokenizer, settings.steps * settings.batch_size, settings.input_range, args.seed)
     loader = DataLoader(items, batch_size=settings.batch_size, collate_fn=collator(tokenizer).collate_train)
@@ -98,11 +104,15 @@ def worker(args: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats()
     steady = SteadyPeak()
     ours_lightning(module, loader, settings, {"examples": 1, "real": 1, "computed": 1}, (steady,))()
-    out = {"baseline_mb": baseline, "after_build_mb": after_build, "train_peak_mb": status_mb("VmHWM") if reset else None,
-           # ru_maxrss would report the parent's size (Linux keeps it across fork + exec)
-           "process_peak_mb": max(x for x in (build_peak, status_mb("VmHWM")) if x is not None),
-           "trainable_params": module.parameter_counts()["trainable_params"],
-           "param_bytes_mb": sum(p.numel() * p.element_size() for p in module.parameters()) / 2**20}
+    out = {
+        "baseline_mb": baseline,
+        "after_build_mb": after_build,
+        "train_peak_mb": status_mb("VmHWM") if reset else None,
+        # ru_maxrss would report the parent's size (Linux keeps it across fork + exec)
+        "process_peak_mb": max(x for x in (build_peak, status_mb("VmHWM")) if x is not None),
+        "trainable_params": module.parameter_counts()["trainable_params"],
+        "param_bytes_mb": sum(p.numel() * p.element_size() for p in module.parameters()) / 2**20,
+    }
     if out["train_peak_mb"] is not None:
         out["train_peak_mb"] = max(out["train_peak_mb"], steady.first_step_peak or 0.0)
         out["steady_peak_mb"] = status_mb("VmHWM")
@@ -114,40 +124,74 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def run_one(settings: Settings, size: str, method: str) -> dict:
-    cmd = [sys.executable, "-m", "promptscale.bench.memory", "--size", size, "--method", method,
-           "--batch-size", str(settings.batch_size), "--min-len", str(settings.input_range[0]),
-           "--max-len", str(settings.input_range[1]), "--device", settings.device, "--precision", settings.precision,
-           "--steps", str(settings.steps), "--seed", str(settings.seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "promptscale.bench.memory",
+        "--size",
+        size,
+        "--method",
+        method,
+        "--batch-size",
+        str(settings.batch_size),
+        "--min-len",
+        str(settings.input_range[0]),
+        "--max-len",
+        str(settings.input_range[1]),
+        "--device",
+        settings.device,
+        "--precision",
+        settings.precision,
+        "--steps",
+        str(settings.steps),
+        "--seed",
+        str(settings.seed),
+    ]
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:][0][:300] if (proc.stderr or proc.stdout)
-                else f"exit {proc.returncode}"}
+        return {
+            "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:][0][:300]
+            if (proc.stderr or proc.stdout)
+            else f"exit {proc.returncode}"
+        }
     return json.loads(lines[-1])
 
 
 def run(settings: Settings, log: Callable[[str], None]) -> dict:
-    methods = [m for m in method_names() if (settings.memory_methods is None or m in settings.memory_methods)
-               and method_trains(m)]
+    methods = [
+        m
+        for m in method_names()
+        if (settings.memory_methods is None or m in settings.memory_methods) and method_trains(m)
+    ]
     jobs = [(size, method) for size in settings.memory_sizes for method in methods]
     log(f"memory: {len(jobs)} subprocesses, {settings.memory_parallel} at a time")
     with ThreadPoolExecutor(max_workers=settings.memory_parallel) as pool:
         found = list(pool.map(lambda job: run_one(settings, *job), jobs))
-    out: dict = {"what": __doc__.replace("\n", " ").strip(), "precision": settings.precision,
-                 "batch_size": settings.batch_size, "sizes": {}}
+    out: dict = {
+        "what": __doc__.replace("\n", " ").strip(),
+        "precision": settings.precision,
+        "batch_size": settings.batch_size,
+        "sizes": {},
+    }
     for (size, method), row in zip(jobs, found):
         out["sizes"].setdefault(size, {})[method] = row
     key = "cuda_max_allocated_mb" if settings.device == "cuda" else "above_baseline_mb"
     out["key"] = key
-    for size, rows in out["sizes"].items():
-        for field, name in ((key, "vs_model_tuning"), ("steady_above_baseline_mb", "steady_vs_model_tuning"),
-                            ("process_peak_mb", "process_vs_model_tuning")):
+    for rows in out["sizes"].values():
+        for field, name in (
+            (key, "vs_model_tuning"),
+            ("steady_above_baseline_mb", "steady_vs_model_tuning"),
+            ("process_peak_mb", "process_vs_model_tuning"),
+        ):
             reference = rows.get("model_tuning", {}).get(field)
             for row in rows.values():
                 if reference and row.get(field) is not None:
                     row[name] = row[field] / reference
-    baselines = [row["baseline_mb"] for rows in out["sizes"].values() for row in rows.values() if row.get("baseline_mb")]
+    baselines = [
+        row["baseline_mb"] for rows in out["sizes"].values() for row in rows.values() if row.get("baseline_mb")
+    ]
     out["baseline_mb"] = round(sum(baselines) / len(baselines)) if baselines else None
     sizes = settings.memory_sizes
     if len(sizes) > 1:

@@ -62,8 +62,14 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
     scale = 0.02 if settings.tiny else 0.25
     batch_size = 8 if settings.tiny else 32  # prompt tuning's recipe batch
     spec = build_spec(settings.sizes[0])
-    out: dict = {"what": __doc__.replace("\n", " ").strip(), "batch_size": batch_size, "scale": scale,
-                 "max_input_length": MAX_LENGTH, "flops_model": settings.sizes[0], "settings": {}}
+    out: dict = {
+        "what": __doc__.replace("\n", " ").strip(),
+        "batch_size": batch_size,
+        "scale": scale,
+        "max_input_length": MAX_LENGTH,
+        "flops_model": settings.sizes[0],
+        "settings": {},
+    }
     for name, tasks in SETTINGS.items():
         log(f"padding: {name}")
         items, sizes = items_for(tasks, scale, settings.seed)
@@ -74,8 +80,9 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
             batches = epoch_batches(items, sizes, batch_size, bucket, settings.seed)
             drawn[mode] = Counter(i for b in batches for i in b)
             row[f"tokens_{mode}"] = sum(len(b) * max(lengths[i] for i in b) for b in batches)
-            row[f"forward_flops_{mode}"] = sum(sum(t5_forward_flops(spec, len(b), max(lengths[i] for i in b), 3))
-                                               for b in batches)
+            row[f"forward_flops_{mode}"] = sum(
+                sum(t5_forward_flops(spec, len(b), max(lengths[i] for i in b), 3)) for b in batches
+            )
             row["batches"] = len(batches)
         row["tokens_static"] = len(items) * MAX_LENGTH
         row["forward_flops_static"] = sum(t5_forward_flops(spec, len(items), MAX_LENGTH, 3))

@@ -67,20 +67,34 @@ def measured(ends: list[float], settings: Settings, tokens: dict) -> dict:
     if len(ends) < settings.steps:
         raise RuntimeError(f"only {len(ends)} of {settings.steps} steps ran")
     seconds = ends[settings.steps - 1] - ends[settings.warmup_steps - 1]
-    return {"seconds": seconds, "examples_per_s": tokens["examples"] / seconds,
-            "tokens_per_s": tokens["real"] / seconds, "computed_tokens_per_s": tokens["computed"] / seconds,
-            "flop_per_s": tokens.get("flops", 0.0) / seconds}
+    return {
+        "seconds": seconds,
+        "examples_per_s": tokens["examples"] / seconds,
+        "tokens_per_s": tokens["real"] / seconds,
+        "computed_tokens_per_s": tokens["computed"] / seconds,
+        "flop_per_s": tokens.get("flops", 0.0) / seconds,
+    }
 
 
-def ours_lightning(module, loader: DataLoader, settings: Settings, tokens: dict,
-                   callbacks: tuple = ()) -> Callable[[], dict]:
+def ours_lightning(
+    module, loader: DataLoader, settings: Settings, tokens: dict, callbacks: tuple = ()
+) -> Callable[[], dict]:
     def run() -> dict:
         clock = LightningClock(settings.device)
         trainer = L.Trainer(
-            accelerator="gpu" if settings.device == "cuda" else "cpu", devices=1, precision=settings.precision,
-            max_steps=settings.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=10,
-            callbacks=[clock, *callbacks], default_root_dir=tempfile.gettempdir(),
+            accelerator="gpu" if settings.device == "cuda" else "cpu",
+            devices=1,
+            precision=settings.precision,
+            max_steps=settings.steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+            log_every_n_steps=10,
+            callbacks=[clock, *callbacks],
+            default_root_dir=tempfile.gettempdir(),
         )
         trainer.fit(module, train_dataloaders=loader)
         module.zero_grad(set_to_none=True)
@@ -122,16 +136,21 @@ def peft_model(kind: str, size: str, settings: Settings, prompt_length: int, lor
     torch.manual_seed(settings.seed)
     model = spec.build()
     if kind == "lora":
-        config = LoraConfig(r=lora_cfg.get("r", 8), lora_alpha=lora_cfg.get("alpha", 16),
-                            lora_dropout=lora_cfg.get("dropout", 0.1),
-                            target_modules=list(lora_cfg.get("target_modules", ["q", "v"])), bias="none",
-                            task_type=TaskType.SEQ_2_SEQ_LM)
+        config = LoraConfig(
+            r=lora_cfg.get("r", 8),
+            lora_alpha=lora_cfg.get("alpha", 16),
+            lora_dropout=lora_cfg.get("dropout", 0.1),
+            target_modules=list(lora_cfg.get("target_modules", ["q", "v"])),
+            bias="none",
+            task_type=TaskType.SEQ_2_SEQ_LM,
+        )
     else:
         # PEFT's seq2seq default allocates a second (decoder) prompt, num_transformer_submodules=2,
         # but its PROMPT_TUNING forward prepends only the encoder half (peft 0.21): 1 is the same
         # computation without the unused half.
-        config = PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=prompt_length,
-                                    num_transformer_submodules=1)
+        config = PromptTuningConfig(
+            task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=prompt_length, num_transformer_submodules=1
+        )
     return get_peft_model(model, config), spec.build_tokenizer()
 
 
@@ -152,20 +171,36 @@ def theirs(model, tokenizer, items, settings: Settings, tokens: dict, optim: str
         def _get_train_sampler(self, train_dataset=None):
             return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
-    dataset = [{"input_ids": it.input_ids, "attention_mask": [1] * len(it.input_ids), "labels": it.target_ids}
-               for it in items]
+    dataset = [
+        {"input_ids": it.input_ids, "attention_mask": [1] * len(it.input_ids), "labels": it.target_ids} for it in items
+    ]
 
     def run() -> dict:
         clock = Clock()
         args = Seq2SeqTrainingArguments(
-            output_dir=tempfile.mkdtemp(prefix="promptscale-bench-"), per_device_train_batch_size=settings.batch_size,
-            max_steps=settings.steps, learning_rate=lr, lr_scheduler_type="constant", optim=optim,
-            weight_decay=0.0, max_grad_norm=0.0, bf16=settings.precision == "bf16-mixed",
-            use_cpu=settings.device == "cpu", save_strategy="no", eval_strategy="no", logging_steps=10,
-            report_to="none", disable_tqdm=True, dataloader_pin_memory=False, seed=settings.seed,
+            output_dir=tempfile.mkdtemp(prefix="promptscale-bench-"),
+            per_device_train_batch_size=settings.batch_size,
+            max_steps=settings.steps,
+            learning_rate=lr,
+            lr_scheduler_type="constant",
+            optim=optim,
+            weight_decay=0.0,
+            max_grad_norm=0.0,
+            bf16=settings.precision == "bf16-mixed",
+            use_cpu=settings.device == "cpu",
+            save_strategy="no",
+            eval_strategy="no",
+            logging_steps=10,
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_pin_memory=False,
+            seed=settings.seed,
         )
         trainer = SameOrderTrainer(
-            model=model, args=args, train_dataset=dataset, callbacks=[clock],
+            model=model,
+            args=args,
+            train_dataset=dataset,
+            callbacks=[clock],
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
         )
         trainer.remove_callback(PrinterCallback)  # its end-of-training dict print is noise here
@@ -183,8 +218,9 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
         out["sizes"][size] = run_size(settings, size, log)
     # The utilisation denominator: the best matmul rate measured anywhere in this run (a loaded
     # moment's rate would flatter the MFU); each size also keeps its own median.
-    peaks = [r.get("flop_per_s") for block in out["sizes"].values()
-             for r in block.get("matmul_peak", {}).get("repeats", [])]
+    peaks = [
+        r.get("flop_per_s") for block in out["sizes"].values() for r in block.get("matmul_peak", {}).get("repeats", [])
+    ]
     peak = max((p for p in peaks if p), default=None)
     out["matmul_peak_flop_per_s"] = peak
     for block in out["sizes"].values():
@@ -224,15 +260,24 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
 
     def tokens_for(extras: Extras, backbone_trains: bool) -> dict:
         flops = sum(training_flops(spec, b, extras, backbone_trains) for b in timed)
-        return {"examples": settings.measure_steps * settings.batch_size, "real": real, "computed": computed,
-                "flops": flops}
+        return {
+            "examples": settings.measure_steps * settings.batch_size,
+            "real": real,
+            "computed": computed,
+            "flops": flops,
+        }
 
-    for name, (module, cfg) in modules.items():
+    for name, (module, _cfg) in modules.items():
         extras = method_extras(module)
         tok = tokens_for(extras, not module.frozen_backbone)
-        info[name] = {"side": "ours", "method": name, "runner": "lightning.Trainer.fit",
-                      "trainable_params": module.parameter_counts()["trainable_params"],
-                      "flops_per_timed_steps": tok["flops"], "extras": vars(extras)}
+        info[name] = {
+            "side": "ours",
+            "method": name,
+            "runner": "lightning.Trainer.fit",
+            "trainable_params": module.parameter_counts()["trainable_params"],
+            "flops_per_timed_steps": tok["flops"],
+            "extras": vars(extras),
+        }
         arms[name] = ours_lightning(module, loader, settings, tok)
         if name == "prompt_tuning" and size in settings.loop_arm_sizes:
             arms["prompt_tuning (loop)"] = ours_loop(module, batches, settings, tok)
@@ -252,10 +297,16 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
         optimizer = str(getattr(module, "optimizer_name", "adafactor"))
         optim = "adafactor" if optimizer == "adafactor" else "adamw_torch"
         arms[arm] = theirs(model, peft_tok, items, settings, tok, optim, module.lr)
-        info[arm] = {"side": "theirs", "method": mirrors, "runner": "peft + transformers.Seq2SeqTrainer",
-                     "peft_config": kind, "optim": optim,
-                     "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                     "flops_per_timed_steps": tok["flops"], "extras": vars(extras)}
+        info[arm] = {
+            "side": "theirs",
+            "method": mirrors,
+            "runner": "peft + transformers.Seq2SeqTrainer",
+            "peft_config": kind,
+            "optim": optim,
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "flops_per_timed_steps": tok["flops"],
+            "extras": vars(extras),
+        }
     dtype = PEAK_DTYPE.get(settings.precision, torch.float32)
     arms["matmul_peak"] = lambda: matmul_peak(settings.device, dtype, settings.peak_n)
     log(f"training @ {size}: {len(arms)} arms x {settings.repeats} repeats")
@@ -276,16 +327,30 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
             ratios[f"{mirrors} / {arm}"] = paired_ratio(results[mirrors], results[arm], "examples_per_s")
     if "prompt_tuning (loop)" in rows:
         ratios["prompt_tuning (Lightning) / prompt_tuning (loop)"] = paired_ratio(
-            results["prompt_tuning"], results["prompt_tuning (loop)"], "examples_per_s")
+            results["prompt_tuning"], results["prompt_tuning (loop)"], "examples_per_s"
+        )
     if "model_tuning" in rows:
         for arm in rows:
             if rows[arm]["side"] == "ours" and arm != "model_tuning" and "loop" not in arm:
                 ratios[f"{arm} / model_tuning"] = paired_ratio(results[arm], results["model_tuning"], "examples_per_s")
     return {
-        "batch_size": settings.batch_size, "input_range": list(settings.input_range), "precision": settings.precision,
-        "timed_steps": settings.measure_steps, "warmup_steps": settings.warmup_steps, "repeats": settings.repeats,
-        "real_tokens_per_step": real / settings.measure_steps, "computed_tokens_per_step": computed / settings.measure_steps,
-        "matmul_peak": {"n": settings.peak_n, "dtype": str(dtype), "flop_per_s": peak,
-                        "repeats": results["matmul_peak"]},
-        "arms": rows, "ratios": ratios, "skipped": skipped, "load_before": load_before, "load_after": load(),
+        "batch_size": settings.batch_size,
+        "input_range": list(settings.input_range),
+        "precision": settings.precision,
+        "timed_steps": settings.measure_steps,
+        "warmup_steps": settings.warmup_steps,
+        "repeats": settings.repeats,
+        "real_tokens_per_step": real / settings.measure_steps,
+        "computed_tokens_per_step": computed / settings.measure_steps,
+        "matmul_peak": {
+            "n": settings.peak_n,
+            "dtype": str(dtype),
+            "flop_per_s": peak,
+            "repeats": results["matmul_peak"],
+        },
+        "arms": rows,
+        "ratios": ratios,
+        "skipped": skipped,
+        "load_before": load_before,
+        "load_after": load(),
     }

@@ -84,8 +84,9 @@ class BucketBatchSampler(Sampler[list[int]]):
     (seed, epoch), like the sampler's.
     """
 
-    def __init__(self, sampler: Sampler[int], lengths: Sequence[int], batch_size: int, seed: int,
-                 chunk_batches: int = 50) -> None:
+    def __init__(
+        self, sampler: Sampler[int], lengths: Sequence[int], batch_size: int, seed: int, chunk_batches: int = 50
+    ) -> None:
         self.sampler = sampler
         self.lengths = lengths
         self.batch_size = batch_size
@@ -158,9 +159,13 @@ class SuperGlueDataModule(L.LightningDataModule):
         super().__init__()
         if not tasks:
             raise ValueError("task.tasks is empty: name at least one task")
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                           ("max_input_length", max_input_length), ("max_target_length", max_target_length),
-                           ("mixing_cap", mixing_cap)):
+        for key, value in (
+            ("batch_size", batch_size),
+            ("eval_batch_size", eval_batch_size),
+            ("max_input_length", max_input_length),
+            ("max_target_length", max_target_length),
+            ("mixing_cap", mixing_cap),
+        ):
             if value is not None and value <= 0:
                 raise ValueError(f"data.{key} must be positive, got {value}")
         self.tasks = [get_task(t).name for t in tasks]
@@ -188,9 +193,7 @@ class SuperGlueDataModule(L.LightningDataModule):
         for task in self.tasks:
             if train:
                 self.records[(task, "train")] = load_records(task, "train", self.source)[: self.train_limit]
-            self.records[(task, self.eval_split)] = load_records(task, self.eval_split, self.source)[
-                : self.eval_limit
-            ]
+            self.records[(task, self.eval_split)] = load_records(task, self.eval_split, self.source)[: self.eval_limit]
 
     def attach(self, tokenizer, formatter: Formatter, default_batch_size: int) -> None:
         """Binds the method's tokenizer and text format; tokenises everything once."""
@@ -247,19 +250,26 @@ class SuperGlueDataModule(L.LightningDataModule):
         if self.bucket_by_length:
             lengths = [len(item.input_ids) for item in self.train_items]
             batches = BucketBatchSampler(sampler, lengths, self.batch_size, self.seed)
-            loader = DataLoader(self.train_items, batch_sampler=batches, collate_fn=self.collate_train,
-                                num_workers=self.num_workers)
+            loader = DataLoader(
+                self.train_items, batch_sampler=batches, collate_fn=self.collate_train, num_workers=self.num_workers
+            )
         else:
-            loader = DataLoader(self.train_items, batch_size=self.batch_size, sampler=sampler,
-                                collate_fn=self.collate_train, num_workers=self.num_workers)
+            loader = DataLoader(
+                self.train_items,
+                batch_size=self.batch_size,
+                sampler=sampler,
+                collate_fn=self.collate_train,
+                num_workers=self.num_workers,
+            )
         # per-rank slice of each global batch; skips consumed batches on a mid-epoch resume
         return resumable(loader, *rank_and_world(self.trainer))
 
     def val_dataloader(self) -> DataLoader:
         # rank-sharded without a DistributedSampler (whose padding would score examples twice)
         batches = shard_eval_batches(self.eval_batches(), *rank_and_world(self.trainer))
-        return DataLoader(self.eval_items, batch_sampler=batches,
-                          collate_fn=self.collate_eval, num_workers=self.num_workers)
+        return DataLoader(
+            self.eval_items, batch_sampler=batches, collate_fn=self.collate_eval, num_workers=self.num_workers
+        )
 
     def eval_batches(self) -> list[list[int]]:
         """Batches of one task each, longest first, so padding is small and OOM shows early."""
@@ -280,8 +290,12 @@ class SuperGlueDataModule(L.LightningDataModule):
         input_ids, mask = pad([it.input_ids for it in items], self.tokenizer.pad_token_id)  # [B, T]
         choices = [c for it in items for c in it.choice_ids]
         owner = [b for b, it in enumerate(items) for _ in it.choice_ids]
-        batch = {"input_ids": input_ids, "attention_mask": mask, "examples": [it.example for it in items],
-                 "choice_owner": torch.tensor(owner, dtype=torch.long)}  # [C]
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": mask,
+            "examples": [it.example for it in items],
+            "choice_owner": torch.tensor(owner, dtype=torch.long),
+        }  # [C]
         if choices:
             batch["choice_labels"], _ = pad(choices, IGNORE)  # [C, L]
         return batch

@@ -13,7 +13,8 @@ against a literal record in a test and its version bumped in ``tasks.py`` when i
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from promptscale.data.example import Example
 from promptscale.data.tasks import get_task
@@ -86,17 +87,16 @@ def _class_label(label: Any, choices: tuple[str, ...]) -> int:
     return label
 
 
-def _choice_example(task: str, inputs: str, choices: tuple[str, ...], label: int,
-                    group: str) -> Example:
+def _choice_example(task: str, inputs: str, choices: tuple[str, ...], label: int, group: str) -> Example:
     """Builds a rank-classification example; unlabelled gets empty targets and no answers."""
     targets = choices[label] if label >= 0 else ""
     answers = (targets,) if label >= 0 else ()
-    return Example(task=task, inputs=inputs, targets=targets, choices=choices, label=label,
-                   group=group, answers=answers)
+    return Example(
+        task=task, inputs=inputs, targets=targets, choices=choices, label=label, group=group, answers=answers
+    )
 
 
-def _rte_like(task: str, premise: str, hypothesis: str, label: Any, idx: Any, *,
-              prefix: bool) -> list[Example]:
+def _rte_like(task: str, premise: str, hypothesis: str, label: Any, idx: Any, *, prefix: bool) -> list[Example]:
     """The RTE format, shared by RTE and the diagnostics (which are run with an RTE model)."""
     inputs = _join("rte", [("hypothesis", hypothesis), ("premise", premise)], prefix=prefix)
     return [_choice_example(task, inputs, _NLI2, _class_label(label, _NLI2), str(idx))]
@@ -121,10 +121,8 @@ def format_boolq(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         One example.
     """
     del train
-    inputs = _join("boolq", [("passage", record["passage"]), ("question", record["question"])],
-                   prefix=prefix)
-    return [_choice_example("boolq", inputs, _BOOL_CHOICES, _bool_label(record),
-                            str(record["idx"]))]
+    inputs = _join("boolq", [("passage", record["passage"]), ("question", record["question"])], prefix=prefix)
+    return [_choice_example("boolq", inputs, _BOOL_CHOICES, _bool_label(record), str(record["idx"]))]
 
 
 def format_cb(record: dict, *, prefix: bool, train: bool) -> list[Example]:
@@ -139,10 +137,8 @@ def format_cb(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         One example.
     """
     del train
-    inputs = _join("cb", [("hypothesis", record["hypothesis"]), ("premise", record["premise"])],
-                   prefix=prefix)
-    return [_choice_example("cb", inputs, _NLI3, _class_label(record.get("label"), _NLI3),
-                            str(record["idx"]))]
+    inputs = _join("cb", [("hypothesis", record["hypothesis"]), ("premise", record["premise"])], prefix=prefix)
+    return [_choice_example("cb", inputs, _NLI3, _class_label(record.get("label"), _NLI3), str(record["idx"]))]
 
 
 def format_copa(record: dict, *, prefix: bool, train: bool) -> list[Example]:
@@ -161,11 +157,21 @@ def format_copa(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         One example.
     """
     del train
-    inputs = _join("copa", [("choice1", record["choice1"]), ("choice2", record["choice2"]),
-                            ("premise", record["premise"]), ("question", record["question"])],
-                   prefix=prefix)
-    return [_choice_example("copa", inputs, _COPA_CHOICES,
-                            _class_label(record.get("label"), _COPA_CHOICES), str(record["idx"]))]
+    inputs = _join(
+        "copa",
+        [
+            ("choice1", record["choice1"]),
+            ("choice2", record["choice2"]),
+            ("premise", record["premise"]),
+            ("question", record["question"]),
+        ],
+        prefix=prefix,
+    )
+    return [
+        _choice_example(
+            "copa", inputs, _COPA_CHOICES, _class_label(record.get("label"), _COPA_CHOICES), str(record["idx"])
+        )
+    ]
 
 
 _BR = re.compile(r"<br\s*/?>")
@@ -204,11 +210,14 @@ def format_multirc(record: dict, *, prefix: bool, train: bool) -> list[Example]:
     for question in passage["questions"]:
         group = f"{record['idx']}-{question['idx']}"
         for answer in question["answers"]:
-            inputs = _clean_multirc(_join(
-                "multirc", [("question", question["question"]), ("answer", answer["text"]),
-                            ("paragraph", passage["text"])], prefix=prefix))
-            out.append(_choice_example("multirc", inputs, _BOOL_CHOICES, _bool_label(answer),
-                                       group))
+            inputs = _clean_multirc(
+                _join(
+                    "multirc",
+                    [("question", question["question"]), ("answer", answer["text"]), ("paragraph", passage["text"])],
+                    prefix=prefix,
+                )
+            )
+            out.append(_choice_example("multirc", inputs, _BOOL_CHOICES, _bool_label(answer), group))
     return out
 
 
@@ -247,7 +256,7 @@ def format_record(record: dict, *, prefix: bool, train: bool) -> list[Example]:
     passage = record["passage"]
     text = passage["text"]
     # TFDS, which T5 read ReCoRD from, lists the distinct entity texts sorted.
-    entities = tuple(sorted({text[e["start"]:e["end"] + 1] for e in passage["entities"]}))
+    entities = tuple(sorted({text[e["start"] : e["end"] + 1] for e in passage["entities"]}))
     inputs_tail = [("entities", ", ".join(entities)), ("passage", _record_passage(text))]
     out = []
     for qa in record["qas"]:
@@ -257,13 +266,31 @@ def format_record(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         if train:
             for answer in answers:
                 label = entities.index(answer) if answer in entities else -1
-                out.append(Example(task="record", inputs=inputs, targets=answer,
-                                   choices=entities, label=label, group=group, answers=answers))
+                out.append(
+                    Example(
+                        task="record",
+                        inputs=inputs,
+                        targets=answer,
+                        choices=entities,
+                        label=label,
+                        group=group,
+                        answers=answers,
+                    )
+                )
             continue
         label = next((entities.index(a) for a in answers if a in entities), -1)
         targets = entities[label] if label >= 0 else (answers[0] if answers else "")
-        out.append(Example(task="record", inputs=inputs, targets=targets, choices=entities,
-                           label=label, group=group, answers=answers))
+        out.append(
+            Example(
+                task="record",
+                inputs=inputs,
+                targets=targets,
+                choices=entities,
+                label=label,
+                group=group,
+                answers=answers,
+            )
+        )
     return out
 
 
@@ -279,8 +306,7 @@ def format_rte(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         One example.
     """
     del train
-    return _rte_like("rte", record["premise"], record["hypothesis"], record.get("label"),
-                     record["idx"], prefix=prefix)
+    return _rte_like("rte", record["premise"], record["hypothesis"], record.get("label"), record["idx"], prefix=prefix)
 
 
 def format_wic(record: dict, *, prefix: bool, train: bool) -> list[Example]:
@@ -298,10 +324,12 @@ def format_wic(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         One example.
     """
     del train
-    inputs = _join("wic", [("sentence1", record["sentence1"]), ("sentence2", record["sentence2"]),
-                           ("word", record["word"])], prefix=prefix)
-    return [_choice_example("wic", inputs, _BOOL_CHOICES, _bool_label(record),
-                            str(record["idx"]))]
+    inputs = _join(
+        "wic",
+        [("sentence1", record["sentence1"]), ("sentence2", record["sentence2"]), ("word", record["word"])],
+        prefix=prefix,
+    )
+    return [_choice_example("wic", inputs, _BOOL_CHOICES, _bool_label(record), str(record["idx"]))]
 
 
 _TRAILING_PUNCT = ".,!?;:\"')"
@@ -312,10 +340,10 @@ def _span_at(words: list[str], index: int, span_text: str) -> str | None:
     n = len(span_text.split())
     if index < 0 or index + n > len(words):
         return None
-    span = " ".join(words[index:index + n])
+    span = " ".join(words[index : index + n])
     if not span.lower().startswith(span_text.lower()):
         return None
-    tail = span[len(span_text):]
+    tail = span[len(span_text) :]
     return None if tail.strip(_TRAILING_PUNCT) else tail
 
 
@@ -337,7 +365,7 @@ def _mark_pronoun(text: str, index: int, span2_text: str) -> str:
         tail = _span_at(words, j, span2_text)
         if tail is not None:
             n = len(span2_text.split())
-            return " ".join([*words[:j], f"*{span2_text}*{tail}", *words[j + n:]])
+            return " ".join([*words[:j], f"*{span2_text}*{tail}", *words[j + n :]])
     raise ValueError(f"WSC span2 {span2_text!r} (word {index}) not found in {text!r}")
 
 
@@ -365,8 +393,17 @@ def format_wsc(record: dict, *, prefix: bool, train: bool) -> list[Example]:
     marked = _mark_pronoun(record["text"], int(target["span2_index"]), target["span2_text"])
     inputs = f"wsc: {marked}" if prefix else marked
     referent = target["span1_text"]
-    return [Example(task="wsc", inputs=inputs, targets=referent, choices=(), label=label,
-                    group=str(record["idx"]), answers=(referent,))]
+    return [
+        Example(
+            task="wsc",
+            inputs=inputs,
+            targets=referent,
+            choices=(),
+            label=label,
+            group=str(record["idx"]),
+            answers=(referent,),
+        )
+    ]
 
 
 def format_axb(record: dict, *, prefix: bool, train: bool) -> list[Example]:
@@ -385,8 +422,7 @@ def format_axb(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         One example.
     """
     del train
-    return _rte_like("axb", record["sentence1"], record["sentence2"], record.get("label"),
-                     record["idx"], prefix=prefix)
+    return _rte_like("axb", record["sentence1"], record["sentence2"], record.get("label"), record["idx"], prefix=prefix)
 
 
 def format_axg(record: dict, *, prefix: bool, train: bool) -> list[Example]:
@@ -402,8 +438,7 @@ def format_axg(record: dict, *, prefix: bool, train: bool) -> list[Example]:
         One example.
     """
     del train
-    return _rte_like("axg", record["premise"], record["hypothesis"], record.get("label"),
-                     record["idx"], prefix=prefix)
+    return _rte_like("axg", record["premise"], record["hypothesis"], record.get("label"), record["idx"], prefix=prefix)
 
 
 FORMATTERS: dict[str, Formatter] = {

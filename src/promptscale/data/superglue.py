@@ -148,9 +148,7 @@ def load_records(task: str, split: str, source: DataSource) -> list[dict]:
     rel = split_relpath(task, split)
     path = root / rel
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: expected the official SuperGLUE layout <dir>/{rel}"
-        )
+        raise FileNotFoundError(f"{path} not found: expected the official SuperGLUE layout <dir>/{rel}")
     return _read_jsonl(path, rel, spec.name, split)
 
 
@@ -404,7 +402,9 @@ def _check_record_answer(answer: dict, text: str, path: str) -> None:
     start, end = _get(answer, "start", int, path), _get(answer, "end", int, path)
     _span(start, end, len(text), f"{path}start/end", inclusive=True)
     if text[start : end + 1] != _get(answer, "text", str, path):
-        raise FieldError(f"{path}text", f"{answer['text']!r} != passage text[{start}:{end}+1] {text[start:end + 1]!r}")
+        raise FieldError(
+            f"{path}text", f"{answer['text']!r} != passage text[{start}:{end}+1] {text[start : end + 1]!r}"
+        )
 
 
 _VALIDATORS: dict[str, Callable[[dict, str], None]] = {
@@ -555,7 +555,7 @@ def _record_entity_spans(text: str, entity_spans: Any) -> list[tuple[int, int, s
         elif text[start : end + 1] == entity:
             out.append((start, end, entity))
         else:
-            raise ValueError(f"Hub entity span {span} does not match the passage text {text[start:end + 1]!r}")
+            raise ValueError(f"Hub entity span {span} does not match the passage text {text[start : end + 1]!r}")
     return out
 
 

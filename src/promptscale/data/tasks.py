@@ -43,16 +43,25 @@ TASKS: dict[str, TaskSpec] = {
     s.name: s
     for s in (
         TaskSpec("boolq", "BoolQ", _TRAIN_VAL_TEST, ("accuracy",), 1, ("False", "True"), "boolq"),
-        TaskSpec("cb", "CB", _TRAIN_VAL_TEST, ("accuracy", "f1_macro"), 1,
-                 ("entailment", "contradiction", "neutral"), "cb"),
+        TaskSpec(
+            "cb", "CB", _TRAIN_VAL_TEST, ("accuracy", "f1_macro"), 1, ("entailment", "contradiction", "neutral"), "cb"
+        ),
         TaskSpec("copa", "COPA", _TRAIN_VAL_TEST, ("accuracy",), 1, ("choice1", "choice2"), "copa"),
         TaskSpec("multirc", "MultiRC", _TRAIN_VAL_TEST, ("f1a", "em"), 1, ("False", "True"), "multirc"),
-        TaskSpec("record", "ReCoRD", _TRAIN_VAL_TEST, ("em", "f1"), 1,
-                 ("commonsense", "reasoning", "reading", "comprehension"), "record"),
+        TaskSpec(
+            "record",
+            "ReCoRD",
+            _TRAIN_VAL_TEST,
+            ("em", "f1"),
+            1,
+            ("commonsense", "reasoning", "reading", "comprehension"),
+            "record",
+        ),
         TaskSpec("rte", "RTE", _TRAIN_VAL_TEST, ("accuracy",), 1, _NLI2, "rte"),
         TaskSpec("wic", "WiC", _TRAIN_VAL_TEST, ("accuracy",), 1, ("False", "True"), "wic"),
-        TaskSpec("wsc", "WSC", _TRAIN_VAL_TEST, ("accuracy",), 1,
-                 ("commonsense", "pronoun", "resolution"), "wsc.fixed"),
+        TaskSpec(
+            "wsc", "WSC", _TRAIN_VAL_TEST, ("accuracy",), 1, ("commonsense", "pronoun", "resolution"), "wsc.fixed"
+        ),
         TaskSpec("axb", "AX-b", ("test",), ("matthews_corr",), 1, _NLI2, "axb", in_score=False),
         TaskSpec("axg", "AX-g", ("test",), ("accuracy",), 1, _NLI2, "axg", in_score=False),
     )

@@ -20,7 +20,7 @@ Note: T5's SentencePiece normalises newlines to spaces; the layout is for the re
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from promptscale.data.example import Example
 
@@ -48,8 +48,15 @@ BLANK = "_____"
 def _example(task: str, inputs: str, choices: tuple[str, ...], label: int, group: str) -> Example:
     """A rank-classification example; the target is the gold answer word ("" if unlabelled)."""
     targets = choices[label] if label >= 0 else ""
-    return Example(task=task, inputs=inputs, targets=targets, choices=choices, label=label,
-                   group=group, answers=(targets,) if label >= 0 else ())
+    return Example(
+        task=task,
+        inputs=inputs,
+        targets=targets,
+        choices=choices,
+        label=label,
+        group=group,
+        answers=(targets,) if label >= 0 else (),
+    )
 
 
 def boolq(record: dict) -> list[Example]:
@@ -92,9 +99,11 @@ def multirc(record: dict) -> list[Example]:
     for question in passage["questions"]:
         group = f"{record['idx']}-{question['idx']}"
         for answer in question["answers"]:
-            inputs = (f"{paragraph}\nQuestion: {_clean_multirc(question['question'])}\n"
-                      f"Candidate answer: {_clean_multirc(answer['text'])}\n"
-                      "Is the candidate answer correct?\nAnswer:")
+            inputs = (
+                f"{paragraph}\nQuestion: {_clean_multirc(question['question'])}\n"
+                f"Candidate answer: {_clean_multirc(answer['text'])}\n"
+                "Is the candidate answer correct?\nAnswer:"
+            )
             out.append(_example("multirc", inputs, _NO_YES, _bool_label(answer), group))
     return out
 
@@ -107,7 +116,7 @@ def record(rec: dict) -> list[Example]:
     """
     passage = rec["passage"]
     text = passage["text"]
-    entities = tuple(sorted({text[e["start"]:e["end"] + 1] for e in passage["entities"]}))
+    entities = tuple(sorted({text[e["start"] : e["end"] + 1] for e in passage["entities"]}))
     out = []
     for qa in rec["qas"]:
         query = qa["query"].replace("@placeholder", BLANK)
@@ -115,8 +124,17 @@ def record(rec: dict) -> list[Example]:
         answers = _unique([a["text"] for a in qa.get("answers") or ()])
         label = next((entities.index(a) for a in answers if a in entities), -1)
         targets = entities[label] if label >= 0 else (answers[0] if answers else "")
-        out.append(Example(task="record", inputs=inputs, targets=targets, choices=entities,
-                           label=label, group=str(qa["idx"]), answers=answers))
+        out.append(
+            Example(
+                task="record",
+                inputs=inputs,
+                targets=targets,
+                choices=entities,
+                label=label,
+                group=str(qa["idx"]),
+                answers=answers,
+            )
+        )
     return out
 
 
@@ -143,9 +161,11 @@ def axg(record: dict) -> list[Example]:
 
 def wic(record: dict) -> list[Example]:
     """Both sentences, then whether ``word`` means the same in both -> no / yes."""
-    inputs = (f"Sentence 1: {record['sentence1']}\nSentence 2: {record['sentence2']}\n"
-              f"Question: Is the word \"{record['word']}\" used with the same meaning in both "
-              "sentences?\nAnswer:")
+    inputs = (
+        f"Sentence 1: {record['sentence1']}\nSentence 2: {record['sentence2']}\n"
+        f'Question: Is the word "{record["word"]}" used with the same meaning in both '
+        "sentences?\nAnswer:"
+    )
     return [_example("wic", inputs, _NO_YES, _bool_label(record), str(record["idx"]))]
 
 
@@ -158,17 +178,36 @@ def wsc(record: dict) -> list[Example]:
     """
     target = record["target"]
     marked = _mark_pronoun(record["text"], int(target["span2_index"]), target["span2_text"])
-    inputs = (f"{marked}\nQuestion: In the passage above, does the pronoun \"*{target['span2_text']}*\" "
-              f"refer to {target['span1_text']}?\nAnswer:")
+    inputs = (
+        f'{marked}\nQuestion: In the passage above, does the pronoun "*{target["span2_text"]}*" '
+        f"refer to {target['span1_text']}?\nAnswer:"
+    )
     label = _bool_label(record)
-    return [Example(task="wsc", inputs=inputs, targets=_NO_YES[label] if label >= 0 else "",
-                    choices=_NO_YES, label=label, group=str(record["idx"]),
-                    answers=(target["span1_text"],))]
+    return [
+        Example(
+            task="wsc",
+            inputs=inputs,
+            targets=_NO_YES[label] if label >= 0 else "",
+            choices=_NO_YES,
+            label=label,
+            group=str(record["idx"]),
+            answers=(target["span1_text"],),
+        )
+    ]
 
 
-GPT3: dict[str, Template] = {"boolq": boolq, "cb": cb, "copa": copa, "multirc": multirc,
-                             "record": record, "rte": rte, "wic": wic, "wsc": wsc, "axb": axb,
-                             "axg": axg}
+GPT3: dict[str, Template] = {
+    "boolq": boolq,
+    "cb": cb,
+    "copa": copa,
+    "multirc": multirc,
+    "record": record,
+    "rte": rte,
+    "wic": wic,
+    "wsc": wsc,
+    "axb": axb,
+    "axg": axg,
+}
 TEMPLATE_SETS: dict[str, dict[str, Template]] = {"gpt3": GPT3}
 
 

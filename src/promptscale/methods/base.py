@@ -84,8 +84,13 @@ class TextToTextModule(L.LightningModule):
         super().__init__()
         if eval_mode not in EVAL_MODES:
             raise ValueError(f"method.eval_mode={eval_mode!r} is not one of {EVAL_MODES}")
-        for key, value in (("lr", lr), ("batch_size", batch_size), ("max_steps", max_steps),
-                           ("val_check_interval", val_check_interval), ("max_new_tokens", max_new_tokens)):
+        for key, value in (
+            ("lr", lr),
+            ("batch_size", batch_size),
+            ("max_steps", max_steps),
+            ("val_check_interval", val_check_interval),
+            ("max_new_tokens", max_new_tokens),
+        ):
             if value <= 0:
                 raise ValueError(f"method.{key} must be positive, got {value}")
         self.spec = model
@@ -96,8 +101,10 @@ class TextToTextModule(L.LightningModule):
         self.tokenizer = model.build_tokenizer()
         self.model = model.build()
         if len(self.tokenizer) > self.model.config.vocab_size:
-            raise ValueError(f"tokenizer has {len(self.tokenizer)} tokens but model {model.name!r} "
-                             f"only {self.model.config.vocab_size} embedding rows")
+            raise ValueError(
+                f"tokenizer has {len(self.tokenizer)} tokens but model {model.name!r} "
+                f"only {self.model.config.vocab_size} embedding rows"
+            )
         self.model_params = count(self.model.parameters())  # the backbone, before method parameters
         self.best: dict[str, TaskResult] = {}
         self._predictions: list[tuple[Example, int | str]] = []
@@ -146,9 +153,15 @@ class TextToTextModule(L.LightningModule):
         configured per-step decay is divided by ``lr`` here.
         """
         return Adafactor(
-            self.trainable_parameters(), lr=self.lr, weight_decay=self.weight_decay / self.lr,
-            decay_rate=-self.decay_rate, clip_threshold=self.clip_threshold, beta1=None,
-            scale_parameter=False, relative_step=False, warmup_init=False,
+            self.trainable_parameters(),
+            lr=self.lr,
+            weight_decay=self.weight_decay / self.lr,
+            decay_rate=-self.decay_rate,
+            clip_threshold=self.clip_threshold,
+            beta1=None,
+            scale_parameter=False,
+            relative_step=False,
+            warmup_init=False,
         )
 
     def setup(self, stage: str) -> None:
@@ -179,9 +192,13 @@ class TextToTextModule(L.LightningModule):
         labels = batch["choice_labels"]  # [C, L], IGNORE-padded
         # Cross-attention keys/values are projected once per example, not once per choice (the
         # decoder reads them from the cache), and no loss is computed: only the logits are used.
-        logits = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
-                            attention_mask=mask[owner], decoder_input_ids=self.model._shift_right(labels),
-                            cache=cross_attention_cache(self.model, hidden, owner), use_cache=True).logits  # [C, L, V]
+        logits = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
+            attention_mask=mask[owner],
+            decoder_input_ids=self.model._shift_right(labels),
+            cache=cross_attention_cache(self.model, hidden, owner),
+            use_cache=True,
+        ).logits  # [C, L, V]
         logp = F.log_softmax(logits.float(), dim=-1)
         token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [C, L]
         return (token_logp * (labels >= 0)).sum(dim=-1)  # [C]
@@ -201,8 +218,13 @@ class TextToTextModule(L.LightningModule):
     def generate_texts(self, batch: dict) -> list[str]:
         """Greedy decoding of every example in the batch."""
         encoded, mask = self.encode(batch["input_ids"], batch["attention_mask"])
-        out = self.model.generate(encoder_outputs=encoded, attention_mask=mask, max_new_tokens=self.max_new_tokens,
-                                  do_sample=False, num_beams=1)  # [B, L']
+        out = self.model.generate(
+            encoder_outputs=encoded,
+            attention_mask=mask,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+        )  # [B, L']
         return self.tokenizer.batch_decode(out, skip_special_tokens=True)
 
     def predict_batch(self, batch: dict) -> list[int | str]:
@@ -249,8 +271,9 @@ class TextToTextModule(L.LightningModule):
         by_task: dict[str, list[tuple[Example, int | str]]] = {}
         for ex, pred in predictions:
             by_task.setdefault(ex.task, []).append((ex, pred))
-        return {task: score_examples(task, [e for e, _ in pairs], [p for _, p in pairs])
-                for task, pairs in by_task.items()}
+        return {
+            task: score_examples(task, [e for e, _ in pairs], [p for _, p in pairs]) for task, pairs in by_task.items()
+        }
 
     # -- checkpoints and counts --------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -265,8 +288,11 @@ class TextToTextModule(L.LightningModule):
 
     def parameter_counts(self) -> dict[str, int]:
         """Measured counts: the backbone, everything, and what trains."""
-        return {"model_params": self.model_params, "total_params": count(self.parameters()),
-                "trainable_params": count(p for p in self.parameters() if p.requires_grad)}
+        return {
+            "model_params": self.model_params,
+            "total_params": count(self.parameters()),
+            "trainable_params": count(p for p in self.parameters() if p.requires_grad),
+        }
 
 
 def count(params) -> int:

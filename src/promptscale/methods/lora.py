@@ -41,9 +41,18 @@ class LoRA(TextToTextModule):
     task_prefix = False
     frozen_backbone = True
 
-    def __init__(self, *, r: int = 8, alpha: float = 16.0, dropout: float = 0.1,
-                 target_modules: Sequence[str] = ("q", "v"), optimizer: str = "adamw", lr: float = 3e-4,
-                 batch_size: int = 32, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        r: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.1,
+        target_modules: Sequence[str] = ("q", "v"),
+        optimizer: str = "adamw",
+        lr: float = 3e-4,
+        batch_size: int = 32,
+        **kwargs,
+    ) -> None:
         if r <= 0:
             raise ValueError(f"method.r must be positive, got {r}")
         if not 0.0 <= dropout < 1.0:
@@ -55,8 +64,14 @@ class LoRA(TextToTextModule):
             raise ValueError("method.target_modules is empty: name at least one T5 Linear (e.g. [q, v])")
         super().__init__(lr=lr, batch_size=batch_size, **kwargs)
         self.optimizer_name = optimizer
-        config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets,
-                            bias="none", task_type=TaskType.SEQ_2_SEQ_LM)
+        config = LoraConfig(
+            r=r,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=targets,
+            bias="none",
+            task_type=TaskType.SEQ_2_SEQ_LM,
+        )
         # PEFT freezes every backbone weight and injects lora_A / lora_B into the targets.
         self.model = get_peft_model(self.model, config)
 

@@ -64,8 +64,9 @@ class MultitaskModelTuning(ModelTuning):
     task_prefix = True  # the shared model must be told the task
     multi_task = True  # a sweep's `joint_tasks` become this job's tasks
 
-    def __init__(self, *, per_task_checkpoints: bool = True, lr: float = 1e-3, batch_size: int = 2048,
-                 **kwargs) -> None:
+    def __init__(
+        self, *, per_task_checkpoints: bool = True, lr: float = 1e-3, batch_size: int = 2048, **kwargs
+    ) -> None:
         super().__init__(lr=lr, batch_size=batch_size, **kwargs)
         self.per_task_checkpoints = per_task_checkpoints
 

@@ -58,20 +58,34 @@ class PrefixTuning(TextToTextModule):
         if prefix_length <= 0:
             raise ValueError(f"method.prefix_length must be positive, got {prefix_length}")
         if not enabled:
-            raise ValueError("method.encoder_self, method.decoder_self and method.decoder_cross are all false: "
-                             "prefix tuning needs at least one prefix set")
+            raise ValueError(
+                "method.encoder_self, method.decoder_self and method.decoder_cross are all false: "
+                "prefix tuning needs at least one prefix set"
+            )
         if reparameterize and hidden <= 0:
             raise ValueError(f"method.hidden must be positive, got {hidden}")
         super().__init__(lr=lr, weight_decay=weight_decay, batch_size=batch_size, **kwargs)
         self.model.requires_grad_(False)
         config = self.model.config
-        layers = {"encoder_self": config.num_layers, "decoder_self": config.num_decoder_layers,
-                  "decoder_cross": config.num_decoder_layers}
-        self.prefixes = nn.ModuleDict({
-            name: PrefixEncoder(prefix_length, layers[name], config.num_heads, config.d_kv, config.d_model,
-                                hidden if reparameterize else None, init_std)
-            for name in enabled
-        })
+        layers = {
+            "encoder_self": config.num_layers,
+            "decoder_self": config.num_decoder_layers,
+            "decoder_cross": config.num_decoder_layers,
+        }
+        self.prefixes = nn.ModuleDict(
+            {
+                name: PrefixEncoder(
+                    prefix_length,
+                    layers[name],
+                    config.num_heads,
+                    config.d_kv,
+                    config.d_model,
+                    hidden if reparameterize else None,
+                    init_std,
+                )
+                for name in enabled
+            }
+        )
         attach_prefixes(self.model, self.prefixes)
 
     # -- optimizer ------------------------------------------------------------------------

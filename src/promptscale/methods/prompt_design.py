@@ -23,8 +23,15 @@ from promptscale.data.templates import TEMPLATE_SETS, apply_template
 from promptscale.methods.base import TextToTextModule
 
 # Options that only mean something for a method that trains.
-TRAINING_OPTIONS = ("lr", "weight_decay", "decay_rate", "clip_threshold", "batch_size", "max_steps",
-                    "val_check_interval")
+TRAINING_OPTIONS = (
+    "lr",
+    "weight_decay",
+    "decay_rate",
+    "clip_threshold",
+    "batch_size",
+    "max_steps",
+    "val_check_interval",
+)
 DEMO_SLACK = 8  # extra draws, so excluding identical inputs still leaves K demonstrations
 
 
@@ -59,9 +66,17 @@ class PromptDesign(TextToTextModule):
     trains = False  # train.run only validates
     frozen_backbone = True
 
-    def __init__(self, *, template: str = "gpt3", shots: int = 0, demo_seed: int = 0,
-                 max_input_length: int = 512, separator: str = "\n\n", eval_mode: str = "rank",
-                 **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        template: str = "gpt3",
+        shots: int = 0,
+        demo_seed: int = 0,
+        max_input_length: int = 512,
+        separator: str = "\n\n",
+        eval_mode: str = "rank",
+        **kwargs,
+    ) -> None:
         training = [key for key in TRAINING_OPTIONS if key in kwargs]
         if training:
             raise ValueError(f"prompt_design has no training step; remove method.{', method.'.join(training)}")
@@ -87,10 +102,16 @@ class PromptDesign(TextToTextModule):
         if self.shots == 0:
             return
         for task in self.tasks:
-            examples = [ex for rec in records.get((task, "train"), []) for ex in apply_template(self.template, task, rec)]
-            self.demos[task] = [Demo(ex.inputs, f"{ex.inputs} {ex.choices[ex.label]}") for ex in examples if ex.label >= 0]
+            examples = [
+                ex for rec in records.get((task, "train"), []) for ex in apply_template(self.template, task, rec)
+            ]
+            self.demos[task] = [
+                Demo(ex.inputs, f"{ex.inputs} {ex.choices[ex.label]}") for ex in examples if ex.label >= 0
+            ]
             if not self.demos[task]:
-                raise ValueError(f"method.shots={self.shots} needs labelled train records of {task!r}; none were loaded")
+                raise ValueError(
+                    f"method.shots={self.shots} needs labelled train records of {task!r}; none were loaded"
+                )
 
     def format(self, task: str, record: dict, train: bool) -> list[Example]:
         """Templated evaluation examples with demonstrations; no training examples (none train)."""

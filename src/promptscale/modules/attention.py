@@ -22,8 +22,15 @@ SHARED_BIAS_SDPA = "promptscale_sdpa"
 _CACHE = "_promptscale_bias_masks"  # attribute on the position-bias tensor: {key: (mask, merged)}
 
 
-def shared_bias_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: torch.Tensor | None, position_bias: torch.Tensor | None = None, **kwargs):
+def shared_bias_sdpa(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    position_bias: torch.Tensor | None = None,
+    **kwargs,
+):
     """``sdpa_attention_forward`` with the merged bias + mask computed once per (bias, mask)."""
     if position_bias is None or attention_mask is None or position_bias.requires_grad:
         return sdpa_attention_forward(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)

@@ -57,8 +57,16 @@ class PrefixEncoder(nn.Module):
         init_std: Standard deviation of direct prefixes at initialisation.
     """
 
-    def __init__(self, length: int, layers: int, heads: int, head_dim: int, embed_dim: int,
-                 hidden: int | None = 512, init_std: float = 0.02) -> None:
+    def __init__(
+        self,
+        length: int,
+        layers: int,
+        heads: int,
+        head_dim: int,
+        embed_dim: int,
+        hidden: int | None = 512,
+        init_std: float = 0.02,
+    ) -> None:
         super().__init__()
         if length <= 0:
             raise ValueError(f"prefix length must be positive, got {length}")
@@ -67,8 +75,9 @@ class PrefixEncoder(nn.Module):
             self.prefix = nn.Parameter(torch.randn(self.shape) * init_std)  # [L, 2, H, P, D]
         else:
             self.embedding = nn.Embedding(length, embed_dim)  # [P, d]
-            self.mlp = nn.Sequential(nn.Linear(embed_dim, hidden), nn.Tanh(),
-                                     nn.Linear(hidden, layers * 2 * heads * head_dim))
+            self.mlp = nn.Sequential(
+                nn.Linear(embed_dim, hidden), nn.Tanh(), nn.Linear(hidden, layers * 2 * heads * head_dim)
+            )
 
     @property
     def reparameterized(self) -> bool:
@@ -142,8 +151,15 @@ def use_prefix_attention(model: T5ForConditionalGeneration) -> None:
 def prefix_attention(base: Callable, additive_mask: bool) -> Callable:
     """An attention function that prepends the module's prefix (if any), then calls ``base``."""
 
-    def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                  attention_mask: torch.Tensor | None, position_bias: torch.Tensor | None = None, **kwargs):
+    def attention(
+        module: nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_bias: torch.Tensor | None = None,
+        **kwargs,
+    ):
         kv = getattr(module, PREFIX_ATTR, None)  # [2, H, P, D]
         if kv is not None:
             attention_mask = extend_mask(attention_mask, query, key, kv.shape[2], module.is_causal, additive_mask)
@@ -169,8 +185,9 @@ def extend_bias(position_bias: torch.Tensor | None, length: int) -> torch.Tensor
     return torch.cat([zeros, position_bias], dim=-1)
 
 
-def extend_mask(mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor, length: int,
-                causal: bool, additive: bool) -> torch.Tensor | None:
+def extend_mask(
+    mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor, length: int, causal: bool, additive: bool
+) -> torch.Tensor | None:
     """Lets every query see every prefix key: ``[b, 1, Q, K]`` -> ``[b, 1, Q, P+K]``.
 
     A ``None`` mask of a causal attention means "causal" to the backend, which it would align to
@@ -185,7 +202,8 @@ def extend_mask(mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tenso
         mask = (torch.arange(k_len, device=key.device)[None, :] <= rows)[None, None]  # [1, 1, Q, K]
         if additive:
             mask = torch.zeros(mask.shape, dtype=query.dtype, device=key.device).masked_fill(
-                ~mask, torch.finfo(query.dtype).min)
+                ~mask, torch.finfo(query.dtype).min
+            )
     if mask.dtype == torch.bool:
         visible = mask.new_ones(*mask.shape[:-1], length)  # [b, 1, Q, P]
     else:

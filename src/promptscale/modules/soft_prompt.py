@@ -72,9 +72,11 @@ def init_class_label(
     """
     labels = [ids for ids in label_token_ids if ids][:length]
     label_rows = [vocab_embeddings[ids].mean(dim=0) for ids in labels]  # each [H]
-    rest = init_sampled_vocab(length - len(label_rows), vocab_embeddings, top_k, generator) if length > len(
-        label_rows
-    ) else vocab_embeddings.new_zeros(0, vocab_embeddings.shape[1])
+    rest = (
+        init_sampled_vocab(length - len(label_rows), vocab_embeddings, top_k, generator)
+        if length > len(label_rows)
+        else vocab_embeddings.new_zeros(0, vocab_embeddings.shape[1])
+    )
     if not label_rows:
         return rest
     return torch.cat([torch.stack(label_rows).detach(), rest], dim=0)  # [P, H]
