@@ -9,7 +9,7 @@ import sys
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 from promptscale.tracking import redact
 
 from conftest import CONF_DIR, ROOT

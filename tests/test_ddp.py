@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from promptscale.distributed import ShardedResumableBatchSampler, shard_eval_batches
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 
 from conftest import ROOT, compose_config
 

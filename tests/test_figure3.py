@@ -21,7 +21,7 @@ from promptscale.figures import (
     tasks_latex,
 )
 from promptscale.reference import T5_PARAMS
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 
 MODELS = ("small", "base")  # k = 0, 1
 SEEDS = (0, 1)

@@ -18,7 +18,7 @@ from promptscale.figures import (
     task_table,
 )
 from promptscale.reference import T5_PARAMS
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 
 METHODS = ("prompt_tuning", "model_tuning")  # offset 0 and 5
 MODELS = ("small", "base", "large")  # offset 0, 10, 20

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 
 from conftest import CONF_DIR, ROOT
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from promptscale.figures import score_table
-from promptscale.results import ResultsStore
 from promptscale.resume import NonFiniteLossError
+from promptscale.store.results import ResultsStore
 from promptscale.train import run
 
 # one intra-op thread for the whole module (conftest.one_thread); requested first, so

@@ -8,8 +8,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 
-from promptscale.results import ResultsStore
 from promptscale.resume import Preempted
+from promptscale.store.results import ResultsStore
 from promptscale.train import run
 
 from conftest import compose_config

@@ -7,15 +7,9 @@ import multiprocessing as mp
 
 import pytest
 
-from promptscale.results import (
-    HASH_EXCLUDE,
-    ROW_FIELDS,
-    ResultsStore,
-    config_hash,
-    git_sha,
-    hashable_config,
-    now_iso,
-)
+from promptscale.store.hashing import HASH_EXCLUDE, config_hash, hashable_config
+from promptscale.store.provenance import git_sha, now_iso
+from promptscale.store.results import ROW_FIELDS, ResultsStore
 
 
 def make_row(**over) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import lightning as L
 
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 
 from conftest import ROOT
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 from promptscale.train import run
 
 from conftest import METHODS, SUPERGLUE

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from promptscale import tracking
 from promptscale.figures import FigureCallback, main, score_table
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 from promptscale.tracking import WandbSettings
 from promptscale.train import run
 from promptscale.wandb_report import TABLE_COLUMNS, dashboard, fetch_rows, job_summary, log_sweep_summary, run_rows

@@ -43,7 +43,8 @@ from promptscale.data.formats import t5_postprocess
 from promptscale.data.tasks import TASKS
 from promptscale.grouping import setting as setting_of
 from promptscale.metrics import score_examples, task_score
-from promptscale.results import ResultsStore, config_hash, hashable_config
+from promptscale.store.hashing import config_hash, hashable_config
+from promptscale.store.results import ResultsStore
 
 log = logging.getLogger(__name__)
 PROMPT_KEY = "prompt.embedding"

@@ -4,7 +4,7 @@ Figure 1: SuperGLUE score vs model size, one line per method. Figure 3: four abl
 ((a) prompt length, (b) prompt initialisation, (c) pre-training method, (d) LM adaptation
 steps), each one experiment's rows, one line per ``setting`` (see :mod:`promptscale.grouping`).
 
-Reads only result rows (see :mod:`promptscale.results`). The score of one run is the mean over
+Reads only result rows (see :mod:`promptscale.store.results`). The score of one run is the mean over
 SuperGLUE tasks of each task's mean metric (CB, MultiRC and ReCoRD average their two metrics
 first; AX-b / AX-g are not scored), in percent. Lines show the mean over seeds, bands +-1
 standard deviation (population std, ``ddof=0``, so a single seed has std 0).
@@ -38,7 +38,7 @@ from matplotlib.ticker import LogLocator, NullFormatter, NullLocator
 from promptscale.data.tasks import SCORED_TASKS, TASKS
 from promptscale.grouping import parse_setting
 from promptscale.reference import GPT3_FEW_SHOT, LESTER_FIG1, T5_PARAMS
-from promptscale.results import ResultsStore
+from promptscale.store.results import ResultsStore
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from promptscale import tracking, wandb_report
 from promptscale.config_checks import check_config
-from promptscale.results import ResultsStore, config_hash, hashable_config
 from promptscale.resume import NonFiniteLossError, ResumeCheckpoint, cluster_plugins
-from promptscale.rows import failure_rows, method_name, result_rows
+from promptscale.store.hashing import config_hash, hashable_config
+from promptscale.store.results import ResultsStore
+from promptscale.store.rows import failure_rows, method_name, result_rows
 
 log = logging.getLogger(__name__)
 # Noise that says nothing about this run: our module deliberately moves eval batches itself.

@@ -34,7 +34,7 @@ from typing import Any
 
 from promptscale.data.tasks import TASKS, get_task
 from promptscale.grouping import setting as setting_of
-from promptscale.results import config_hash, hashable_config
+from promptscale.store.hashing import config_hash, hashable_config
 
 log = logging.getLogger(__name__)
 PREFIX = "best"

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from promptscale.data.tasks import get_task
 from promptscale.grouping import setting
-from promptscale.results import git_sha, now_iso
+from promptscale.store.provenance import git_sha, now_iso
 
 PER_ROW = ("task", "task_version", "metric", "value", "step")
 

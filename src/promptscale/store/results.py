@@ -1,4 +1,4 @@
-"""Append-only JSON-lines results store, config hashing and run provenance.
+"""Append-only JSON-lines results store.
 
 Every finished run appends one row per (task, metric) to a single ``results.jsonl``. Figures,
 tables and notebooks read only this store. The store is safe for many parallel jobs on one
@@ -11,15 +11,11 @@ A row is a flat dict with at least :data:`ROW_FIELDS`; extra keys are kept.
 
 from __future__ import annotations
 
-import copy
 import fcntl
-import hashlib
 import json
 import os
-import subprocess
 import warnings
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,17 +42,6 @@ ROW_FIELDS: tuple[str, ...] = (
     "status",
 )
 """Keys every row must have. ``status`` is ``"ok"`` for metric rows of a finished run."""
-
-HASH_EXCLUDE: tuple[str, ...] = ("paths", "logger", "callbacks", "hydra", "results", "wandb", "figure")
-"""Top-level config keys that say where/how a run is executed, not what it computes."""
-
-TRAINER_HASH_EXCLUDE: tuple[str, ...] = (
-    "enable_progress_bar",
-    "enable_model_summary",
-    "log_every_n_steps",
-    "default_root_dir",
-)
-"""``trainer`` keys that do not change results."""
 
 
 def _validate(row: Mapping[str, Any]) -> None:
@@ -230,75 +215,3 @@ class ResultsStore:
         rows = self.rows()
         extras = sorted({k for r in rows for k in r} - set(ROW_FIELDS))
         return pd.DataFrame(rows, columns=[*ROW_FIELDS, *extras])
-
-
-# ---------------------------------------------------------------------- hashing
-
-
-def _plain(config: Any) -> Any:
-    """Converts an OmegaConf container to plain Python; leaves anything else alone."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        return config
-    if isinstance(config, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(config, resolve=True)
-    return config
-
-
-def config_hash(config: dict) -> str:
-    """Stable hash of a plain nested config.
-
-    The SHA-256 of the canonical JSON (sorted keys, no whitespace), first 16 hex digits. Key
-    order does not matter; any value change does. Strip run machinery first with
-    :func:`hashable_config`.
-
-    Args:
-        config: Nested dict/list of JSON scalars (an OmegaConf container is converted).
-
-    Raises:
-        TypeError: The config holds a value JSON cannot represent.
-    """
-    canonical = json.dumps(_plain(config), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-
-
-def hashable_config(config: dict) -> dict:
-    """Copy of ``config`` without keys that do not change results.
-
-    Drops the top-level keys in :data:`HASH_EXCLUDE` and the ``trainer`` keys in
-    :data:`TRAINER_HASH_EXCLUDE`. The input is not modified.
-    """
-    config = copy.deepcopy(_plain(config))
-    out = {k: v for k, v in config.items() if k not in HASH_EXCLUDE}
-    trainer = out.get("trainer")
-    if isinstance(trainer, Mapping):
-        out["trainer"] = {k: v for k, v in trainer.items() if k not in TRAINER_HASH_EXCLUDE}
-    return out
-
-
-# ---------------------------------------------------------------------- provenance
-
-
-def git_sha() -> str:
-    """``git rev-parse HEAD`` of the repo holding this package, ``-dirty`` if it has changes.
-
-    Returns ``"unknown"`` when git or the repository is unavailable; never raises.
-    """
-    here = Path(__file__).resolve().parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        if sha.returncode != 0 or not sha.stdout.strip():
-            return "unknown"
-        out = sha.stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=30)
-        if status.returncode == 0 and status.stdout.strip():
-            out += "-dirty"
-        return out
-    except Exception:  # noqa: BLE001 - provenance must never fail a run
-        return "unknown"
-
-
-def now_iso() -> str:
-    """Current UTC time as ISO-8601, e.g. ``2025-01-31T12:00:00.123456+00:00``."""
-    return datetime.now(timezone.utc).isoformat()

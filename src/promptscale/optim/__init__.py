@@ -1,0 +1,1 @@
+"""Optimizers and learning-rate schedules of the recipes (filled in by the recipe redesign)."""
