@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from promptscale.data.cli import main
-from promptscale.data.superglue import SAMPLE_DIR, validate_dir
+from promptscale.data.sources import SAMPLE_DIR, validate_dir
 from promptscale.data.tasks import TASKS
 
 
@@ -29,6 +29,38 @@ def test_validate_partial_dir(tmp_path, capsys):
         shutil.copy(SAMPLE_DIR / rel, tmp_path / rel)
     assert main(["validate", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == {"rte": {"val": 16}, "axb": {"test": 8}}
+
+
+def test_validate_warns_about_a_task_folder_without_train(tmp_path, capsys):
+    (tmp_path / "ReCoRD").mkdir()
+    shutil.copy(SAMPLE_DIR / "ReCoRD" / "val.jsonl", tmp_path / "ReCoRD" / "val.jsonl")
+    assert main(["validate", str(tmp_path)]) == 0  # zero-shot prompt design needs no train split
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"record": {"val": 12}}
+    warnings = captured.err.splitlines()
+    assert len(warnings) == 1
+    assert warnings[0].startswith("promptscale-data: warning: ReCoRD/train.jsonl not found")
+    assert main(["validate", str(SAMPLE_DIR)]) == 0
+    assert capsys.readouterr().err == ""  # the complete sample has nothing to warn about
+
+
+def test_validate_empty_split_exits_1_naming_the_file(tmp_path, capsys):
+    (tmp_path / "CB").mkdir()
+    shutil.copy(SAMPLE_DIR / "CB" / "train.jsonl", tmp_path / "CB" / "train.jsonl")
+    (tmp_path / "CB" / "val.jsonl").write_text("\n")
+    assert main(["validate", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "promptscale-data: error: CB/val.jsonl: no records" in captured.err
+
+
+def test_validate_non_utf8_exits_1_naming_file_and_line(tmp_path, capsys):
+    (tmp_path / "BoolQ").mkdir()
+    data = (SAMPLE_DIR / "BoolQ" / "test.jsonl").read_bytes().splitlines(keepends=True)
+    data[1] = data[1].replace(b'"', b'"\xff', 1)
+    (tmp_path / "BoolQ" / "test.jsonl").write_bytes(b"".join(data))
+    assert main(["validate", str(tmp_path)]) == 1
+    assert "BoolQ/test.jsonl line 2: field '<utf-8>': not UTF-8: byte 0xff" in capsys.readouterr().err
 
 
 def test_validate_malformed_exits_1_naming_file_line_field(tmp_path, capsys):

@@ -9,18 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from promptscale.data import superglue
-from promptscale.data.superglue import (
+from promptscale.data.schema import FieldError
+from promptscale.data.sources import (
     SAMPLE_DIR,
     DataSource,
-    FieldError,
+    EmptySplitError,
     RecordError,
     count_units,
     load_records,
+    missing_splits,
     validate_dir,
     validate_record,
 )
 from promptscale.data.tasks import TASKS
+from promptscale.data.tasks import record as record_task
 
 # Written out here, not taken from the code under test, so a layout slip shows up.
 FILES = {
@@ -201,6 +203,42 @@ MALFORMED = [
     ("record", "val", 3, _set("passage/entities/0/end", 10_000), "passage.entities[0].start/end", "outside text"),
     ("record", "val", 3, _set("qas/0/query", "no placeholder here"), "qas[0].query", "@placeholder"),
     ("axb", "test", 2, _set("label", "neutral"), "label", "got 'neutral'"),
+    # empty (or whitespace-only) required texts
+    ("boolq", "val", 2, _set("question", ""), "question", "empty text ''"),
+    ("copa", "train", 3, _set("choice2", "  "), "choice2", "empty text '  '"),
+    ("wic", "train", 1, _set("word", ""), "word", "empty text"),
+    ("wsc", "val", 2, _set("target/span1_text", ""), "target.span1_text", "empty text"),
+    ("axg", "test", 1, _set("hypothesis", ""), "hypothesis", "empty text"),
+    (
+        "multirc",
+        "val",
+        1,
+        _set("passage/questions/0/answers/1/text", ""),
+        "passage.questions[0].answers[1].text",
+        "empty",
+    ),
+    ("record", "val", 1, _set("qas/0/query", ""), "qas[0].query", "empty text"),
+    # ids repeated inside one record (MultiRC questions and answers, ReCoRD queries)
+    (
+        "multirc",
+        "val",
+        1,
+        _set("passage/questions/1/idx", 0),
+        "passage.questions[1].idx",
+        "duplicate question idx 0 (first at passage.questions[0].idx)",
+    ),
+    (
+        "multirc",
+        "val",
+        2,
+        _set("passage/questions/1/answers/2/idx", 6),
+        "passage.questions[1].answers[2].idx",
+        "duplicate answer idx 6 (first at passage.questions[0].answers[0].idx)",
+    ),
+    ("record", "val", 3, _set("qas/1/idx", 3), "qas[1].idx", "duplicate query idx 3 (first at qas[0].idx)"),
+    # an idx repeated across lines of one file
+    ("cb", "val", 3, _set("idx", 0), "idx", "duplicate idx 0 (first on line 1)"),
+    ("multirc", "val", 4, _set("idx", 1), "idx", "duplicate idx 1 (first on line 2)"),
 ]
 
 
@@ -214,6 +252,53 @@ def test_malformed_file_names_file_line_field(tmp_path, task, split, line, edit,
         assert (err.file, err.line, err.field) == (FILES[task][split], line, field)
         assert str(err).startswith(f"{FILES[task][split]} line {line}: field {field!r}: ")
         assert reason in str(err)
+
+
+def test_non_utf8_bytes_name_file_and_line(tmp_path):
+    path = tmp_path / "RTE" / "val.jsonl"
+    path.parent.mkdir()
+    lines = (SAMPLE_DIR / "RTE" / "val.jsonl").read_bytes().splitlines(keepends=True)
+    lines[4] = lines[4].replace(b"the", "th\u00e9".encode("latin-1"), 1)  # a Latin-1 byte 0xe9
+    path.write_bytes(b"".join(lines))
+    for load in (
+        lambda: validate_dir(tmp_path),
+        lambda: load_records("rte", "val", DataSource.from_dir(str(tmp_path))),
+    ):
+        with pytest.raises(RecordError) as info:
+            load()
+        assert (info.value.file, info.value.line, info.value.field) == ("RTE/val.jsonl", 5, "<utf-8>")
+        assert "not UTF-8: byte 0xe9" in str(info.value)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "  \n"])
+def test_empty_split_file_is_an_error_naming_it(tmp_path, content):
+    path = tmp_path / "CB" / "val.jsonl"
+    path.parent.mkdir()
+    path.write_text(content)
+    for load in (lambda: validate_dir(tmp_path), lambda: load_records("cb", "val", DataSource.from_dir(str(tmp_path)))):
+        with pytest.raises(EmptySplitError, match=r"^CB/val\.jsonl: no records") as info:
+            load()
+        assert info.value.file == "CB/val.jsonl" and isinstance(info.value, ValueError)
+
+
+def test_hub_rows_are_checked_for_duplicates_and_emptiness(monkeypatch):
+    import datasets
+
+    rows = {"validation": [*HUB_ROWS["rte", "validation"], {**HUB_ROWS["rte", "validation"][0]}], "test": []}
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, name, *, revision, split: rows[split])
+    with pytest.raises(RecordError, match=r"hub:aps/super_glue/rte/validation line 3: field 'idx': duplicate idx 0"):
+        load_records("rte", "val", DataSource(kind="hub"))
+    with pytest.raises(EmptySplitError, match="hub:aps/super_glue/rte/test: no records"):
+        load_records("rte", "test", DataSource(kind="hub"))
+
+
+def test_missing_splits_lists_absent_train_and_val_of_present_folders(tmp_path):
+    for rel in ("ReCoRD/val.jsonl", "CB/train.jsonl", "CB/val.jsonl", "AX-b/AX-b.jsonl"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SAMPLE_DIR / rel, tmp_path / rel)
+    (tmp_path / "RTE").mkdir()  # an empty task folder lacks both
+    assert missing_splits(tmp_path) == ["ReCoRD/train.jsonl", "RTE/train.jsonl", "RTE/val.jsonl"]
+    assert missing_splits(SAMPLE_DIR) == []
 
 
 def test_validate_record_raises_field_error():
@@ -615,7 +700,7 @@ def _canonical(task: str, records: list[dict]) -> list[dict]:
 @pytest.mark.parametrize("task,split", ALL_SPLITS)
 def test_hub_conversion_round_trips_the_sample(task, split):
     official = read_raw(task, split)
-    back = superglue._FROM_HUB[task](_to_hub(task, official))
+    back = TASKS[task].from_hub(_to_hub(task, official))
     assert _canonical(task, back) == _canonical(task, _drop_hub_losses(task, official))
     for record in back:
         validate_record(task, record, split)
@@ -632,11 +717,11 @@ def test_hub_record_answer_without_entity_span_falls_back_to_text():
             "idx": {"passage": 0, "query": 0},
         }
     ]
-    [record] = superglue._from_hub_record(rows)
+    [record] = record_task.from_hub(rows)
     assert record["qas"][0]["answers"] == [{"start": 0, "end": 2, "text": "Ann"}]
     rows[0]["answers"] = ["Cy"]
     with pytest.raises(ValueError, match="'Cy' occurs nowhere"):
-        superglue._from_hub_record(rows)
+        record_task.from_hub(rows)
 
 
 def test_hub_unreachable_points_to_data_dir(monkeypatch):

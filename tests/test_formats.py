@@ -2,7 +2,7 @@
 
 The record texts are invented for the tests (not SuperGLUE data); the expected strings are
 written out in full so any change of format shows up here (and should bump the task's
-``version`` in ``tasks.py``).
+``version`` in its task module under ``promptscale/data/tasks/``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import copy
 import pytest
 
 from promptscale.data.example import Example
-from promptscale.data.formats import FORMATTERS, format_examples, t5_postprocess
+from promptscale.data.formats import format_examples, postprocess
 from promptscale.data.tasks import TASKS
 
 BOOLQ = {"question": "is a tomato a fruit", "passage": "Botanically, a tomato is a fruit.", "idx": 7, "label": True}
@@ -169,6 +169,7 @@ def test_boolq():
         label=1,
         group="7",
         answers=("True",),
+        id="7",
     )
     assert _one("boolq", BOOLQ, prefix=False).inputs == (
         "passage: Botanically, a tomato is a fruit. question: is a tomato a fruit"
@@ -301,6 +302,7 @@ def test_wsc():
         label=1,
         group="8",
         answers=("Ana",),
+        id="8",
     )
     assert _one("wsc", WSC, prefix=False, train=True).inputs == (
         "Maria thanked Ana because *she* had carried the heavy box upstairs."
@@ -386,20 +388,16 @@ def test_bad_label_raises():
 # --------------------------------------------------------------------------- registry, postprocess
 
 
-def test_registry_covers_all_tasks():
-    assert set(FORMATTERS) == set(TASKS)
-
-
 def test_unknown_task_lists_valid_names():
     with pytest.raises(KeyError, match="boolq"):
         format_examples("squad", {}, prefix=True, train=False)
 
 
-@pytest.mark.parametrize("task", sorted(FORMATTERS))
+@pytest.mark.parametrize("task", sorted(TASKS))
 @pytest.mark.parametrize("prefix", [True, False])
 @pytest.mark.parametrize("train", [True, False])
 def test_every_formatter_contract(task, prefix, train):
-    examples = FORMATTERS[task](copy.deepcopy(RECORDS[task]), prefix=prefix, train=train)
+    examples = TASKS[task].format(copy.deepcopy(RECORDS[task]), prefix=prefix, train=train)
     assert examples
     first_word = "rte" if task in ("axb", "axg") else ("wsc:" if task == "wsc" else task)
     for ex in examples:
@@ -419,10 +417,80 @@ def test_formatters_do_not_mutate_records():
         assert record == before
 
 
-def test_t5_postprocess():
+# --------------------------------------------------------------------------- ids
+
+
+def test_example_ids_name_the_record_or_option():
+    multirc = format_examples("multirc", MULTIRC, prefix=True, train=False)
+    assert [(e.id, e.group) for e in multirc] == [("4-0-0", "4-0"), ("4-0-1", "4-0"), ("4-1-2", "4-1")]
+    assert [e.id for e in format_examples("record", RECORD, prefix=True, train=False)] == ["11", "12"]
+    expected = {"boolq": "7", "cb": "3", "copa": "9", "rte": "0", "wic": "5", "wsc": "8", "axb": "5", "axg": "2"}
+    assert {task: _one(task, RECORDS[task]).id for task in expected} == expected
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_eval_ids_unique_over_the_sample_split(task):
+    from promptscale.data.sources import DataSource, load_records
+
+    split = "val" if "val" in TASKS[task].splits else "test"
+    ids = [
+        e.id
+        for r in load_records(task, split, DataSource())
+        for e in format_examples(task, r, prefix=True, train=False)
+    ]
+    assert ids and all(ids) and len(ids) == len(set(ids))
+
+
+# --------------------------------------------------------------------------- postprocess
+
+
+def test_postprocess_label_tasks_compare_the_text_exactly():
     rte = _one("rte", RTE)
-    assert t5_postprocess("rte", " not_entailment\n", rte) == 1
-    assert t5_postprocess("rte", "Entailment", rte) == -1  # exact match only
-    rec = _one("record", {**RECORD, "qas": RECORD["qas"][:1]})
-    assert t5_postprocess("record", " Bob Stone ", rec) == "Bob Stone"
-    assert t5_postprocess("wsc", "Ana", _one("wsc", WSC)) == "Ana"
+    assert postprocess("rte", "not_entailment", rte) == (1, True)
+    assert postprocess("rte", "entailment", rte) == (0, True)
+    # T5's string_label_to_class_id: no strip, no case folding; anything else is invalid
+    for text in (" not_entailment", "not_entailment\n", "Entailment", "", "<extra_id_0>", "entailment entailment"):
+        assert postprocess("rte", text, rte) == (-1, False), text
+    copa = _one("copa", COPA)
+    assert postprocess("copa", "choice2", copa) == (1, True)
+    assert postprocess("copa", "It shattered.", copa) == (-1, False)  # the choice text is not the label
+    boolq = _one("boolq", BOOLQ)
+    assert postprocess("boolq", "True", boolq) == (1, True)
+    assert postprocess("boolq", "true", boolq) == (-1, False)
+    rte_texts = ("not_entailment", " entailment")  # no stripping: T5 compares the decoded text as is
+    assert [postprocess("rte", t, rte) for t in rte_texts] == [(1, True), (-1, False)]
+
+
+@pytest.mark.parametrize(
+    ("task", "text", "valid"),
+    [
+        # ReCoRD: valid iff the SQuAD-normalised text is one of the entities (Anna Lee, Bob Stone, Cup, Lee, Paris)
+        ("record", "Bob Stone", True),
+        ("record", " the bob stone. ", True),
+        ("record", "Bob", False),
+        ("record", "<extra_id_0> Paris", False),
+        ("record", "", False),
+        # WSC: valid iff copied from "Maria thanked Ana because *she* had carried the heavy box upstairs."
+        ("wsc", "Ana", True),
+        ("wsc", "the  HEAVY\nbox", True),  # case and spaces ignored
+        ("wsc", "Bob", False),
+        ("wsc", "  ", False),
+        ("wsc", "<extra_id_0>", False),
+    ],
+)
+def test_postprocess_open_tasks_keep_the_text_and_judge_validity(task, text, valid):
+    example = _one(task, {**RECORD, "qas": RECORD["qas"][:1]} if task == "record" else WSC)
+    assert postprocess(task, text, example) == (text, valid)  # the text itself, unstripped
+
+
+def test_postprocess_templated_wsc_is_a_label_task():
+    from promptscale.data.templates import apply_template
+
+    [ex] = apply_template("gpt3", "wsc", WSC)
+    assert postprocess("wsc", "yes", ex) == (1, True)
+    assert postprocess("wsc", "Ana", ex) == (-1, False)
+
+
+def test_postprocess_unknown_task():
+    with pytest.raises(KeyError, match="valid tasks"):
+        postprocess("squad", "x", _one("rte", RTE))

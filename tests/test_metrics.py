@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from test_formats import BOOLQ, COPA
 
 from promptscale.data.formats import format_examples
 from promptscale.data.tasks import SCORED_TASKS, TASKS
@@ -134,6 +135,16 @@ def test_multirc_f1a_em():
     assert out == {"f1a": approx(200 / 3), "em": approx(100 / 3)}
 
 
+def test_multirc_f1a_invalid_counts_against_its_gold_label():
+    # T5's f1_score_with_invalid: -1 becomes 1 - gold. Gold True predicted True, gold False
+    # predicted invalid -> a false positive: tp 1, fp 1 -> F1a = 2 / (2 + 1) = 2/3 (not 100)
+    assert multirc_f1a_em(["q", "q"], [1, -1], [1, 0]) == {"f1a": approx(200 / 3), "em": 0.0}
+    # invalid on gold True -> a false negative: tp 1, fn 1 -> 2/3; EM: q1 wrong, q2 right -> 1/2
+    assert multirc_f1a_em(["q1", "q1", "q2"], [1, -1, 0], [1, 1, 0]) == {"f1a": approx(200 / 3), "em": 50.0}
+    # every option invalid: no true positive -> F1a 0
+    assert multirc_f1a_em(["q", "q"], [-1, -1], [1, 0]) == {"f1a": 0.0, "em": 0.0}
+
+
 def test_squad_normalize_and_f1():
     # lower, drop punctuation ("cat's" -> "cats"), drop articles, collapse spaces
     assert squad_normalize("The  Cat's, hat!") == "cats hat"
@@ -239,8 +250,9 @@ def test_score_examples_int_and_str_predictions():
     examples = _eval_examples("rte", [RTE, {**RTE, "label": "not_entailment"}])
     assert score_examples("rte", examples, [0, 0]) == {"accuracy": 50.0}
     assert score_examples("rte", examples, ["entailment", "not_entailment"]) == {"accuracy": 100.0}
-    # unparseable text maps to -1: wrong
-    assert score_examples("rte", examples, ["yes", " not_entailment "]) == {"accuracy": 50.0}
+    # text that is no label, exactly, maps to -1: wrong (T5 strips nothing)
+    assert score_examples("rte", examples, ["yes", "not_entailment"]) == {"accuracy": 50.0}
+    assert score_examples("rte", examples, ["entailment", " not_entailment "]) == {"accuracy": 50.0}
 
 
 def test_score_examples_cb():
@@ -302,6 +314,77 @@ def test_score_examples_refuses_unlabelled():
         score_examples("wsc", _eval_examples("wsc", [wsc]), ["Ana"])
     with pytest.raises(ValueError):
         score_examples("rte", _eval_examples("rte", [RTE]), [0, 1])  # length mismatch
+
+
+# --------------------------------------------------------------------------- invalid outputs (paper's protocol)
+
+
+def test_invalid_boolq_is_wrong():
+    examples = _eval_examples("boolq", [BOOLQ, {**BOOLQ, "idx": 8, "label": False}])  # labels 1, 0
+    assert score_examples("boolq", examples, ["True", "False"]) == {"accuracy": 100.0}
+    # "false" is no label (T5 compares case-sensitively): invalid -> wrong
+    assert score_examples("boolq", examples, ["True", "false"]) == {"accuracy": 50.0}
+    assert score_examples("boolq", examples, ["yes", "no"]) == {"accuracy": 0.0}
+    assert score_examples("boolq", examples, [-1, 0]) == {"accuracy": 50.0}  # -1 from rank/elsewhere: wrong
+
+
+def test_invalid_copa_is_wrong():
+    examples = _eval_examples("copa", [COPA, {**COPA, "idx": 10, "label": 1}])  # labels 0, 1
+    assert score_examples("copa", examples, ["choice1", "choice 2"]) == {"accuracy": 50.0}
+    # the alternative's text is not the label word; neither are case or space variants
+    assert score_examples("copa", examples, ["It shattered.", "choice2"]) == {"accuracy": 50.0}
+    assert score_examples("copa", examples, ["Choice1", " choice2"]) == {"accuracy": 0.0}
+
+
+def test_invalid_cb_is_only_a_miss_of_the_true_class():
+    labels = ["entailment", "contradiction", "neutral"]
+    examples = _eval_examples("cb", [{**CB, "idx": i, "label": lab} for i, lab in enumerate(labels)])
+    # preds 0, -1, 2 vs 0, 1, 2: accuracy 2/3; F1 class 0 = 1, class 1 = 0 (one miss, no FP), class 2 = 1
+    out = score_examples("cb", examples, ["entailment", "maybe", "neutral"])
+    assert out == {"accuracy": approx(200 / 3), "f1_macro": approx(200 / 3)}
+
+
+def test_invalid_multirc_as_t5():
+    one_question = {**MULTIRC, "passage": {**MULTIRC["passage"], "questions": MULTIRC["passage"]["questions"][:1]}}
+    examples = _eval_examples("multirc", [one_question])  # gold True, False
+    # the issue's example: "Maybe" on gold False is a false positive -> F1a 2/3, not 100
+    assert score_examples("multirc", examples, ["True", "Maybe"]) == {"f1a": approx(200 / 3), "em": 0.0}
+    examples = _eval_examples("multirc", [MULTIRC])  # gold True, False (4-0); True (4-1)
+    # "false" on gold True: invalid -> false negative: tp 1, fn 1 -> 2/3; EM: 4-0 right, 4-1 wrong
+    assert score_examples("multirc", examples, ["True", "False", "false"]) == {"f1a": approx(200 / 3), "em": 50.0}
+
+
+def test_invalid_record_text_is_scored_as_text():
+    examples = _eval_examples("record", [RECORD])  # 11: {Lee, Anna Lee}; 12: {Paris}
+    # "<extra_id_0> Lee" normalises to "extraid0 lee": EM 0; F1 vs "Lee" P 1/2 R 1 -> 2/3 (vs "Anna Lee" 1/2)
+    # "Paris!" normalises to "paris": EM 1, F1 1. EM = 1/2, F1 = (2/3 + 1) / 2
+    out = score_examples("record", examples, ["<extra_id_0> Lee", "Paris!"])
+    assert out == {"em": 50.0, "f1": approx(100 * (2 / 3 + 1) / 2)}
+    assert score_examples("record", examples, ["", -1]) == {"em": 0.0, "f1": 0.0}
+    # the first prediction of a query counts
+    first = score_examples("record", [examples[0], examples[0], examples[1]], ["Cup", "Lee", "Paris"])
+    assert first == {"em": 50.0, "f1": 50.0}
+
+
+def test_invalid_wsc_is_t5s_referent_match():
+    examples = _eval_examples("wsc", [WSC, {**WSC, "idx": 9, "label": False}])  # labels 1, 0; referent Ana
+    # a sentinel names no referent -> "False": wrong on the true pair, right on the false one (as T5)
+    assert score_examples("wsc", examples, ["<extra_id_0>", "<extra_id_0>"]) == {"accuracy": 50.0}
+    assert score_examples("wsc", examples, ["", "Maria thanked"]) == {"accuracy": 50.0}
+    # "Ana." keeps its period (T5 strips none): no match, wrong; "ana" matches on the false pair: wrong
+    assert score_examples("wsc", examples, ["Ana.", "ana"]) == {"accuracy": 0.0}
+
+
+def test_invalid_axb_is_a_class_of_its_own():
+    records = [
+        {"sentence1": "A.", "sentence2": "B.", "idx": str(i), "label": lab}
+        for i, lab in enumerate(["entailment", "not_entailment", "not_entailment", "entailment"])
+    ]
+    examples = _eval_examples("axb", records)
+    # preds 0, -1, 1, 1 vs refs 0, 1, 1, 0: n 4, correct 2, pred counts {0:1, -1:1, 1:2}, true {0:2, 1:2}
+    # cov_tp = 2*4 - (1*2 + 2*2) = 2; cov_pp = 16 - 6 = 10; cov_tt = 16 - 8 = 8 -> 2 / sqrt(80)
+    out = score_examples("axb", examples, ["entailment", "maybe", "not_entailment", "not_entailment"])
+    assert out == {"matthews_corr": approx(100 * 2 / 80**0.5)}
 
 
 def test_compute_task_metrics_keys_follow_task_specs():

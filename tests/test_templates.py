@@ -114,8 +114,11 @@ def one(task: str, record: dict) -> Example:
     return examples[0]
 
 
-def test_every_task_has_a_template():
-    assert set(GPT3) == set(TASKS)
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_every_task_template_ranks_choices_of_its_own_task(task):
+    examples = GPT3[task](RECORDS[task])
+    assert examples and all(ex.task == task and ex.choices and ex.id for ex in examples)
+    assert all(ex.targets == ex.choices[ex.label] for ex in examples if ex.label >= 0)
 
 
 def test_boolq():
@@ -127,6 +130,7 @@ def test_boolq():
         label=1,
         group="7",
         answers=("yes",),
+        id="7",
     )
 
 
@@ -152,7 +156,10 @@ def test_multirc_one_example_per_answer_markup_removed():
         f"{head}Candidate answer: Bread{tail}",
         f"{head}Candidate answer: A cake{tail}",
     ]
-    assert [(e.targets, e.label, e.group) for e in examples] == [("yes", 1, "4-0"), ("no", 0, "4-0")]
+    assert [(e.targets, e.label, e.group, e.id) for e in examples] == [
+        ("yes", 1, "4-0", "4-0-0"),
+        ("no", 0, "4-0", "4-0-1"),
+    ]
 
 
 def test_record_blank_and_entity_choices():
@@ -162,7 +169,7 @@ def test_record_blank_and_entity_choices():
         == "Anna Lee won the Cup in Paris. Lee beat Bob Stone\nFill in the blank: _____ beat Bob Stone.\nAnswer:"
     )
     assert ex.choices == ("Anna Lee", "Bob Stone", "Cup", "Lee", "Paris")
-    assert (ex.label, ex.targets, ex.answers, ex.group) == (3, "Lee", ("Lee", "Anna Lee"), "11")
+    assert (ex.label, ex.targets, ex.answers, ex.group, ex.id) == (3, "Lee", ("Lee", "Anna Lee"), "11", "11")
 
 
 @pytest.mark.parametrize("task,record", [("rte", RTE), ("axb", AXB), ("axg", AXG)])

@@ -2,12 +2,14 @@
 
 * ``promptscale-data validate DIR`` validates every file of the official layout found under
   ``DIR`` and prints ``{task: {split: units}}`` as one JSON object, so a downloaded release can
-  be checked before a sweep is launched on it.
+  be checked before a sweep is launched on it. A task folder without ``train.jsonl`` or
+  ``val.jsonl`` gets a warning line on stderr, not an error (zero-shot prompt design needs no
+  train split).
 * ``promptscale-data show TASK`` prints the formatted input/target pairs of the first records,
   the quickest way to see the exact text a format version produces.
 
-Exit codes: 0 ok, 1 malformed data (the message names file, line and field), 2 usage errors
-(missing directory, unknown task).
+Exit codes: 0 ok, 1 malformed data (the message names file, line and field) or an empty split
+file, 2 usage errors (missing directory, unknown task).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from promptscale.data.superglue import DataSource, RecordError, load_records, validate_dir
+from promptscale.data.formats import format_examples
+from promptscale.data.sources import DataFileError, DataSource, load_records, missing_splits, validate_dir
 from promptscale.data.tasks import TASKS, get_task
 
 _PROG = "promptscale-data"
@@ -58,10 +61,13 @@ def _validate(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         _error(e)
         return 2
-    except RecordError as e:
+    except DataFileError as e:  # a malformed record, or a split file without records
         _error(e)
         return 1
     print(json.dumps(report, indent=2))
+    for rel in missing_splits(args.dir):
+        note = "a run that needs this split fails; zero-shot prompt design needs no train split"
+        print(f"{_PROG}: warning: {rel} not found ({note})", file=sys.stderr)
     if not report:  # most likely the parent or a child of the release root
         _error(f"no SuperGLUE files found under {args.dir} (expected e.g. {args.dir}/CB/val.jsonl)")
         return 1
@@ -76,15 +82,12 @@ def _show(args: argparse.Namespace) -> int:
     except (KeyError, FileNotFoundError) as e:
         _error(e.args[0] if isinstance(e, KeyError) else e)
         return 2
-    except (ValueError, RuntimeError) as e:  # RecordError, bad split, Hub unreachable
+    except (ValueError, RuntimeError) as e:  # DataFileError, bad split, Hub unreachable
         _error(e)
         return 1
-    # Imported here: formats.py evolves on its own and `validate` must not depend on it.
-    from promptscale.data.formats import format_examples
-
     for i, record in enumerate(records[: args.n]):
         for example in format_examples(spec.name, record, prefix=not args.no_prefix, train=args.train):
-            print(f"--- {spec.name}/{split} record {i}  group={example.group}  label={example.label}")
+            print(f"--- {spec.name}/{split} record {i}  id={example.id}  group={example.group}  label={example.label}")
             print(f"inputs:  {example.inputs}")
             print(f"targets: {example.targets}")
             if example.choices:

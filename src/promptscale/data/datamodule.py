@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from promptscale.data.example import Example
-from promptscale.data.superglue import DataSource, load_records
+from promptscale.data.sources import DataSource, load_records
 from promptscale.data.tasks import get_task
 from promptscale.distributed import rank_and_world, resumable, shard_eval_batches
 
@@ -120,7 +120,7 @@ class SuperGlueDataModule(L.LightningDataModule):
         tasks: Task names to train and evaluate on.
         dir: ``None`` for the embedded sample, ``hub`` for ``aps/super_glue``, or a local
             directory in the official release layout.
-        batch_size: Training batch size; ``None`` takes the method's recipe value.
+        batch_size: Training batch size (global, over all ranks): the recipe's, supplied by the job.
         eval_batch_size: Examples per evaluation batch (their choices ride along).
         max_input_length: Encoder tokens kept per example (a prompt is added on top).
         max_target_length: Decoder tokens kept per target.
@@ -132,8 +132,8 @@ class SuperGlueDataModule(L.LightningDataModule):
         seed: Seed of the training order.
         target_sentinel: Prepend T5's first sentinel ``<extra_id_0>`` to every target and to
             every rank-classification choice (Lester et al. 2021, Figure 3c "span corruption +
-            sentinel": targets look like span-corruption outputs). Generated text loses it in
-            decoding (``skip_special_tokens=True`` drops sentinels) before T5's postprocessing.
+            sentinel": targets look like span-corruption outputs). Evaluation strips one leading
+            sentinel from generated text before T5's postprocessing (``evaluation.decode_generated``).
         bucket_by_length: Batch training examples of similar input length (``BucketBatchSampler``:
             chunks of 50 batches sorted by length, batch order shuffled): far less padding on
             mixed-length mixtures, same examples and mixing rates; off keeps the mixture's order.
@@ -142,8 +142,8 @@ class SuperGlueDataModule(L.LightningDataModule):
     def __init__(
         self,
         tasks: Sequence[str],
+        batch_size: int = 32,
         dir: str | None = None,
-        batch_size: int | None = None,
         eval_batch_size: int = 32,
         max_input_length: int = 512,
         max_target_length: int = 62,
@@ -166,8 +166,8 @@ class SuperGlueDataModule(L.LightningDataModule):
             ("max_target_length", max_target_length),
             ("mixing_cap", mixing_cap),
         ):
-            if value is not None and value <= 0:
-                raise ValueError(f"data.{key} must be positive, got {value}")
+            if value <= 0:
+                raise ValueError(f"{'recipe' if key == 'batch_size' else 'data'}.{key} must be positive, got {value}")
         self.tasks = [get_task(t).name for t in tasks]
         self.source = DataSource.from_dir(dir)
         self.batch_size = batch_size
@@ -195,23 +195,36 @@ class SuperGlueDataModule(L.LightningDataModule):
                 self.records[(task, "train")] = load_records(task, "train", self.source)[: self.train_limit]
             self.records[(task, self.eval_split)] = load_records(task, self.eval_split, self.source)[: self.eval_limit]
 
-    def attach(self, tokenizer, formatter: Formatter, default_batch_size: int) -> None:
-        """Binds the method's tokenizer and text format; tokenises everything once."""
+    def attach(self, tokenizer, formatter: Formatter) -> None:
+        """Binds the method's tokenizer and text format; tokenises everything once.
+
+        Raises:
+            ValueError: A task has no evaluation example: a run would finish with no result.
+        """
         self.tokenizer = tokenizer
         self.formatter = formatter
-        if self.batch_size is None:
-            self.batch_size = default_batch_size
         self.train_items, self.task_sizes = [], []
         for task in self.tasks:
             items = self._tokenize(task, self.records.get((task, "train"), []), train=True)
             self.train_items += items
             self.task_sizes.append(len(items))
-        self.eval_items = [
-            item for task in self.tasks for item in self._tokenize(task, self.records[(task, self.eval_split)], False)
-        ]
+        self.eval_items = []
+        for task in self.tasks:
+            items = self._tokenize(task, self.records[(task, self.eval_split)], False)
+            if not items:
+                raise ValueError(
+                    f"task {task!r} has no {self.eval_split} examples to score (data.eval_limit="
+                    f"{self.eval_limit}, data.dir={self.source.dir or self.source.kind}): a run would end "
+                    f"with no result"
+                )
+            self.eval_items += items
 
     def _tokenize(self, task: str, records: list[dict], train: bool) -> list[Item]:
         examples = [ex for record in records for ex in self.formatter(task, record, train)]
+        return self.tokenize_examples(examples, train)
+
+    def tokenize_examples(self, examples: list[Example], train: bool) -> list[Item]:
+        """Token ids of formatted examples (and, for evaluation, of their choices)."""
         if not examples:
             return []
         inputs = self._ids([ex.inputs for ex in examples], self.max_input_length)
