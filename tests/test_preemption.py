@@ -20,8 +20,8 @@ SETUP = [
     "task=cb",
     "data.train_limit=16",
     "data.eval_limit=8",
-    "trainer.max_steps=12",
-    "trainer.val_check_interval=4",
+    "recipe.max_steps=12",
+    "recipe.val_check_interval=4",
     "callbacks.resume.every_n_steps=3",
 ]
 
@@ -62,7 +62,7 @@ def with_method(extra: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def values(rows):
-    return {(r["task"], r["metric"]): (r["value"], r["step"]) for r in rows}
+    return {(r["task"], r["metric"], r.get("protocol")): (r["value"], r["step"]) for r in rows}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def uninterrupted(tmp_path_factory):
                         "model=tiny_s",
                         "logger=none",
                         "trainer.enable_progress_bar=false",
-                        "data.batch_size=4",
+                        "recipe.batch_size=4",
                         *SETUP,
                         *with_method(extra),
                     ],
@@ -124,3 +124,26 @@ def test_signal_saves_exits_and_resumes_where_it_stopped(make_config, uninterrup
     assert FirstStep.seen == [0, step]  # the second attempt started at the saved step, not at 0
     assert values(rows) == values(uninterrupted(*extra))
     assert not last[0].exists()  # finished: the resume checkpoint is cleaned up
+
+
+def test_truncated_last_checkpoint_resumes_from_the_one_before(make_config, uninterrupted):
+    """Issue 11, case 2: before, every relaunch failed with ``PytorchStreamReader failed reading
+    zip archive`` until someone deleted the folder by hand."""
+    probe = "+callbacks.probe={_target_:test_preemption.FirstStep}"
+    extra = with_method(())
+    FirstStep.seen.clear()
+    with pytest.raises(Preempted):  # saves at step 3 (every 3 steps), then at 5 on the signal
+        run(
+            make_config(
+                *SETUP, *extra, "+callbacks.signal={_target_:test_preemption.SignalAtStep,step:5,signum:SIGUSR1}", probe
+            )
+        )
+    (last,) = Path(make_config().paths.root).glob("checkpoints/*/last.ckpt")
+    assert (last.parent / "last.prev.ckpt").exists()
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # e.g. a node crash while the filesystem flushed it
+    with pytest.warns(UserWarning, match=rf"{last}: damaged checkpoint"):
+        rows = run(make_config(*SETUP, *extra, probe))
+    assert FirstStep.seen == [0, 3]  # resumed from the save before the damaged one
+    assert values(rows) == values(uninterrupted(*extra))
+    assert not last.parent.exists()  # finished: its folder is gone, quarantined checkpoint included

@@ -1,12 +1,17 @@
-"""Results store: roundtrip, validation, crash tolerance, parallel appends, hashing."""
+"""Results store: roundtrip, validation, the export, old stores, lock-free parallel and exactly-once appends,
+cheap "is it finished?", hashing. Damaged stores: test_store_damage.py."""
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import multiprocessing as mp
+import os
 
 import pytest
 
+import promptscale.store.results as results_module
 from promptscale.store.hashing import HASH_EXCLUDE, config_hash, hashable_config
 from promptscale.store.provenance import git_sha, now_iso
 from promptscale.store.results import ROW_FIELDS, ResultsStore
@@ -96,55 +101,77 @@ def test_hashable_config_drops_machinery():
     assert config_hash(hashable_config(moved)) == config_hash(out)
 
 
-def test_truncated_last_line_warns_and_keeps_complete_rows(tmp_path):
+def test_export_is_the_store_as_json_lines(tmp_path):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    for run in ("a", "b", "c"):
+        store.append([make_row(run_id=run, metric=m) for m in ("accuracy", "f1")])
+    exported = [json.loads(line) for line in store.path.read_text().splitlines()]
+    assert exported == store.rows() and len(exported) == 6
+    assert sorted(p.name for p in store.dir.iterdir() if p.is_file())[0] == "_legacy.jsonl"
+    store.path.unlink()  # the export is derived: compact() rebuilds it from the store
+    assert store.compact() == 6
+    assert [json.loads(line) for line in store.path.read_text().splitlines()] == exported
+
+
+def test_store_of_the_old_layout_reads_unchanged_then_imports_once(tmp_path):
     path = tmp_path / "results.jsonl"
+    old = "".join(json.dumps(make_row(run_id=f"old{i}", config_hash="h0"), sort_keys=True) + "\n" for i in range(3))
+    path.write_text(old)
     store = ResultsStore(path)
-    store.append([make_row(run_id="a"), make_row(run_id="b")])
-    with open(path, "a") as f:
-        f.write(json.dumps(make_row(run_id="c"))[:40])  # crash mid-write
-    with pytest.warns(UserWarning, match=r"results\.jsonl, line 3"):
-        got = store.rows()
-    assert [r["run_id"] for r in got] == ["a", "b"]
-    # The next append repairs the tail, so the file stays readable.
-    with pytest.warns(UserWarning, match="torn"):
-        store.append([make_row(run_id="d")])
-    assert [r["run_id"] for r in store.rows()] == ["a", "b", "d"]
-    assert (tmp_path / "results.jsonl.torn").exists()
+    assert [r["run_id"] for r in store.rows()] == ["old0", "old1", "old2"] and store.has_config("h0")
+    assert path.read_text() == old and not store.dir.exists()  # reading changes nothing
+    store.append([make_row(run_id="new", config_hash="h1")], once=True)
+    assert [r["run_id"] for r in ResultsStore(path).rows()] == ["old0", "old1", "old2", "new"]
+    assert path.read_text().startswith(old)  # the old lines stay, new rows are appended
+    assert ResultsStore(path).has_config("h0") and ResultsStore(path).has_config("h1")
 
 
-def test_complete_last_row_without_newline_is_kept(tmp_path):
-    path = tmp_path / "results.jsonl"
-    path.write_text(json.dumps(make_row(run_id="a")))  # complete row, no newline
-    store = ResultsStore(path)
-    assert [r["run_id"] for r in store.rows()] == ["a"]
-    store.append([make_row(run_id="b")])
-    assert [r["run_id"] for r in store.rows()] == ["a", "b"]
+def test_once_needs_a_single_config(tmp_path):
+    with pytest.raises(ValueError, match="one config"):
+        ResultsStore(tmp_path / "results.jsonl").append(
+            [make_row(config_hash="a"), make_row(config_hash="b")], once=True
+        )
 
 
-def test_malformed_middle_line_raises(tmp_path):
-    path = tmp_path / "results.jsonl"
-    lines = [json.dumps(make_row(run_id="a")), "{not json", json.dumps(make_row(run_id="b"))]
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ValueError, match=r"results\.jsonl, line 2"):
-        ResultsStore(path).rows()
-    # A valid JSON object missing a field is malformed too.
-    row = make_row()
-    del row["seed"]
-    path.write_text("\n".join([json.dumps(row), lines[0]]) + "\n")
-    with pytest.raises(ValueError, match="line 1.*seed"):
-        ResultsStore(path).rows()
+def test_once_skips_a_finished_config_but_not_a_failed_one(tmp_path):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    assert store.append([make_row(run_id="x", config_hash="h", status="failed")], once=True)
+    assert store.append([make_row(run_id="y", config_hash="h")], once=True)
+    assert not store.append([make_row(run_id="z", config_hash="h")], once=True)
+    assert [r["run_id"] for r in store.rows()] == ["x", "y"]
+
+
+def test_has_config_reads_no_rows_for_thousands_of_runs(tmp_path, monkeypatch):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    store.dir.mkdir()
+    for i in range(2000):  # as append(once=True) names them, without 2000 fsyncs
+        (store.dir / f"h{i:04d}.ok.jsonl").write_text(json.dumps(make_row(config_hash=f"h{i:04d}")) + "\n")
+    (store.dir / "_legacy.jsonl").write_text(json.dumps(make_row(config_hash="legacy")) + "\n")
+    parsed = []
+    real = results_module._parse
+    monkeypatch.setattr(results_module, "_parse", lambda data: parsed.append(1) or real(data))
+    store = ResultsStore(store.path)
+    assert not store.has_config("h9999") and parsed == []  # a miss: a stat and a listing
+    assert store.has_config("h1234") and len(parsed) == 1  # a hit: that config's file only
+    assert store.has_config("legacy")
+    assert len(store.rows()) == 2001
+
+
+def _no_flock(*args, **kwargs):
+    raise OSError(errno.ENOLCK, "No locks available (flock is off on this mount)")
 
 
 def _worker(path: str, proc: int, n: int) -> None:
+    fcntl.flock = _no_flock  # as on an NFS/Lustre mount without locking
     store = ResultsStore(path)
     for i in range(n):
         run = f"p{proc}-{i}"
-        store.append([make_row(run_id=run, metric=f"m{j}", value=float(j)) for j in range(3)])
+        store.append([make_row(run_id=run, config_hash=run, metric=f"m{j}", value=float(j)) for j in range(3)])
 
 
-def test_parallel_appends_never_interleave(tmp_path):
+def test_parallel_appends_need_no_lock_and_lose_nothing(tmp_path):
     path = str(tmp_path / "results.jsonl")
-    procs, n = 4, 50
+    procs, n = 4, 40
     ctx = mp.get_context("fork")
     workers = [ctx.Process(target=_worker, args=(path, p, n)) for p in range(procs)]
     for w in workers:
@@ -152,7 +179,8 @@ def test_parallel_appends_never_interleave(tmp_path):
     for w in workers:
         w.join(60)
         assert w.exitcode == 0
-    rows = ResultsStore(path).rows()
+    store = ResultsStore(path)
+    rows = store.rows()
     assert len(rows) == procs * n * 3
     keys = [(r["run_id"], r["metric"]) for r in rows]
     assert len(set(keys)) == len(keys)  # each row exactly once
@@ -160,6 +188,51 @@ def test_parallel_appends_never_interleave(tmp_path):
         batch = rows[k : k + 3]
         assert {r["run_id"] for r in batch} == {batch[0]["run_id"]}
         assert [r["metric"] for r in batch] == ["m0", "m1", "m2"]
+    assert all(store.has_config(f"p{p}-{i}") for p in range(procs) for i in range(n))
+    store.compact()
+    assert sorted(map(json.dumps, map(json.loads, store.path.read_text().splitlines()))) == sorted(
+        map(json.dumps, rows)
+    )
+
+
+def _no_link(src, dst, **kwargs):
+    raise OSError(errno.EPERM, "Operation not permitted (no hard links on this mount)")
+
+
+def _finish_twice(path: str, config: str, run: str, start, wins, no_link: bool) -> None:
+    fcntl.flock = _no_flock
+    if no_link:
+        os.link = _no_link
+    start.wait(10)
+    rows = [make_row(run_id=run, config_hash=config, metric=m) for m in "ab"]
+    wins.put((run, ResultsStore(path).append(rows, once=True)))
+
+
+@pytest.mark.parametrize("no_link", [False, True], ids=["link", "no-hard-links"])
+def test_once_from_two_processes_at_once_lands_exactly_once(tmp_path, no_link):
+    path = str(tmp_path / "results.jsonl")
+    ctx = mp.get_context("fork")
+    configs = [f"c{i}" for i in range(8)]
+    for config in configs:  # several rounds: the race must not be won by luck
+        start, wins = ctx.Barrier(2), ctx.Queue()
+        twins = [
+            ctx.Process(target=_finish_twice, args=(path, config, f"{config}-{j}", start, wins, no_link))
+            for j in range(2)
+        ]
+        for t in twins:
+            t.start()
+        for t in twins:
+            t.join(30)
+            assert t.exitcode == 0
+        outcome = dict(wins.get(timeout=5) for _ in twins)
+        landed = {r["run_id"] for r in ResultsStore(path).rows() if r["config_hash"] == config}
+        assert len(landed) == 1  # one run's rows, never both
+        if not no_link:  # with links, the first to finish wins and the other one knows it lost
+            assert sorted(outcome.values()) == [False, True] and outcome[landed.pop()]
+    store = ResultsStore(path)
+    assert len(store.rows()) == 2 * len(configs)
+    store.compact()  # without hard links the export may list both twins until compacted
+    assert len(store.path.read_text().splitlines()) == 2 * len(configs)
 
 
 def test_git_sha_and_now_iso():

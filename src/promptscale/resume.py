@@ -4,7 +4,14 @@ a stop on a non-finite loss that keeps the last good checkpoint.
 Where: ``<paths.root>/checkpoints/<config_hash>/last.ckpt``. Keyed by what the job computes,
 not by its Hydra output folder, so a re-launched sweep (new timestamped folders) or a requeued
 job finds it. The best-dev checkpoint stays in the job's own folder (``callbacks.checkpoint``).
-The folder is deleted once the job's rows are in the results store.
+The folder is deleted once the job's rows are in the results store; one left behind by a job
+killed in between is removed at the next launch (:func:`remove_orphans`).
+
+Damage: each save writes a uniquely named temporary file and renames it over ``last.ckpt``,
+keeping the one before as ``last.prev.ckpt``. Before resuming, a checkpoint is checked (a
+truncated or corrupted zip archive fails): a damaged one is moved aside as
+``last.ckpt.corrupt-<time>`` with a warning, and the job resumes from the previous one, or
+starts fresh, instead of failing on every relaunch.
 
 What a resume restores, so that it ends with the same numbers as an unbroken run:
 trainer progress, optimizer state, the method's per-task best (``promptscale_best``), the data
@@ -31,6 +38,10 @@ import os
 import random
 import shutil
 import signal
+import time
+import uuid
+import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +52,9 @@ import torch
 
 log = logging.getLogger(__name__)
 LAST = "last.ckpt"
+PREV = "last.prev.ckpt"  # the save before last.ckpt: the fallback if last.ckpt is damaged
+TMP = LAST + ".tmp-"  # + a name unique to one job attempt (shared by its ranks)
+CRC_LIMIT = 2 << 30  # checkpoints up to this size get a full CRC check before resuming
 
 
 class Preempted(SystemExit):
@@ -110,6 +124,7 @@ class ResumeCheckpoint(L.Callback):
         self._previous: dict[int, Any] = {}
         self._pending = False
         self._saved_step: int | None = None
+        self._tmp: str | None = None  # this attempt's temporary name, agreed across ranks
 
     # -- where -------------------------------------------------------------------------------
     def bind(self, config_hash: str) -> None:
@@ -123,16 +138,48 @@ class ResumeCheckpoint(L.Callback):
         return self.dir / LAST
 
     def resume_path(self) -> str | None:
-        """The checkpoint to resume from, if an earlier attempt of this job left one."""
-        for path in (self.last_path, self.last_path.with_name(LAST + ".old")):  # .old: killed mid-swap
-            if path.exists():
+        """The checkpoint to resume from, if an earlier attempt of this job left a sound one.
+
+        ``last.ckpt``, else ``last.prev.ckpt`` (also after a kill between the two renames of a
+        save), else ``last.ckpt.old`` (a sharded save killed mid-swap by older code). A damaged
+        one is moved aside as ``<name>.corrupt-<time>`` with a warning naming it, so that a
+        relaunch resumes from the one before or starts fresh instead of failing every time.
+        """
+        for path in (self.last_path, self.last_path.with_name(PREV), self.last_path.with_name(LAST + ".old")):
+            if not path.exists():
+                continue
+            damage = checkpoint_damage(path)
+            if damage is None:
                 return str(path)
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+            try:
+                os.replace(path, aside)
+            except OSError as e:
+                aside = Path(f"(not moved: {e})")
+            warnings.warn(f"{path}: damaged checkpoint ({damage}); moved to {aside}", stacklevel=2)
         return None
 
     def cleanup(self) -> None:
-        """Deletes the job's resume folder (its rows are in the store; nothing will resume it)."""
-        if self.dir is not None and self.dir.exists():
-            shutil.rmtree(self.dir, ignore_errors=True)
+        """Deletes the job's resume folder: its rows are in the store; nothing will resume it.
+
+        Only ``dirpath/<config hash>``, and in it nothing another process is writing (its
+        temporary file, if a twin job still runs): that one and the folder then stay for
+        :func:`remove_orphans`. Tolerates files or the folder vanishing meanwhile.
+        """
+        if self.dir is None:
+            return
+        try:
+            entries = list(self.dir.iterdir())
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(TMP) and entry.name != self._tmp:
+                continue  # another process's save in progress
+            _remove(entry)
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass
 
     # -- signals -----------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -214,19 +261,25 @@ class ResumeCheckpoint(L.Callback):
         if self._saved_step == trainer.global_step and self.last_path.exists():
             return
         path = self.last_path
-        tmp = path.with_name(path.name + ".tmp")
+        if self._tmp is None:  # one name per attempt: two jobs never write the same file
+            self._tmp = TMP + trainer.strategy.broadcast(uuid.uuid4().hex[:12])
+        tmp = path.with_name(self._tmp)
         module = trainer.lightning_module
         module.saving_for_resume = True  # full training state, not a slimmed artifact
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(tmp)  # every rank: sharded strategies write their own shard
         finally:
             module.saving_for_resume = False
         trainer.strategy.barrier("resume-save")
         if trainer.is_global_zero:
-            _replace(tmp, path)  # a SIGKILL mid-write leaves the previous last.ckpt intact
+            try:
+                _rotate(tmp, path)  # a SIGKILL mid-write leaves the previous last.ckpt intact
+                log.info("saved %s at step %d", path, trainer.global_step)
+            except FileNotFoundError:  # the folder was removed: another job finished this config
+                log.warning("%s vanished while saving (another job finished this config?); not saved", path.parent)
         trainer.strategy.barrier("resume-saved")
         self._saved_step = trainer.global_step
-        log.info("saved %s at step %d", path, trainer.global_step)
 
     def _exit(self, trainer: L.Trainer) -> None:
         signum = self._received or signal.SIGTERM  # a rank that only heard of it from another
@@ -254,14 +307,68 @@ def _is_submitit_handler(handler: Any) -> bool:
     return callable(handler) and type(owner).__module__.startswith("submitit")
 
 
-def _replace(src: Path, dst: Path) -> None:
-    """Atomically replaces a checkpoint file (or, for sharded checkpoints, a folder)."""
-    if src.is_dir():
-        old = dst.with_name(dst.name + ".old")
-        if dst.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
+def _remove(path: Path) -> None:
+    """Deletes a file or folder that may vanish meanwhile."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     else:
-        os.replace(src, dst)
+        path.unlink(missing_ok=True)
+
+
+def _rotate(tmp: Path, last: Path) -> None:
+    """``last`` -> ``last.prev.ckpt``, then ``tmp`` -> ``last``: each step atomic (files or folders)."""
+    prev = last.with_name(PREV)
+    if last.exists():
+        if prev.is_dir():
+            shutil.rmtree(prev)  # os.replace cannot replace a non-empty folder
+        os.replace(last, prev)
+    os.replace(tmp, last)
+
+
+def checkpoint_damage(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be loaded, or ``None`` if it looks sound.
+
+    ``torch.save`` writes a zip archive: a truncated one has no central directory, and each
+    member must lie within the file; up to :data:`CRC_LIMIT` bytes, every member's CRC is
+    checked too. Anything else is loaded with ``torch.load`` on the CPU. A folder (a sharded
+    checkpoint) only has to hold files.
+    """
+    try:
+        if path.is_dir():
+            return None if any(p.is_file() for p in path.rglob("*")) else "empty folder"
+        size = path.stat().st_size
+        if not zipfile.is_zipfile(path):
+            torch.load(path, map_location="cpu", weights_only=False)
+            return None
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if not members or any(m.header_offset + m.compress_size > size for m in members):
+                return "zip archive truncated"
+            bad = archive.testzip() if size <= CRC_LIMIT else None
+            return f"CRC mismatch in {bad}" if bad else None
+    except Exception as e:  # noqa: BLE001 - any failure to read it means: do not resume from it
+        return f"{type(e).__name__}: {e}"
+
+
+def remove_orphans(checkpoint_root: str | Path, store) -> list[Path]:
+    """Deletes resume folders of configs the store already has: a job killed between its append
+    and its cleanup leaves one behind. Call once per launch, before any job starts.
+
+    Args:
+        checkpoint_root: The folder of all jobs' resume folders (``callbacks.resume.dirpath``).
+        store: The results store (anything with ``has_config(hash)``).
+
+    Returns:
+        The folders removed.
+    """
+    root, removed = Path(checkpoint_root), []
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir()]
+    except FileNotFoundError:
+        return removed
+    for folder in folders:
+        if store.has_config(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+            log.info("removed %s: its config is finished", folder)
+    return removed
