@@ -7,20 +7,14 @@ import logging
 import pandas as pd
 import pytest
 
-from promptscale.figures import (
-    FIGURE3_FILES,
-    FIGURE3_PANELS,
-    FIGURE_FILES,
-    FigureCallback,
-    draw_figure,
-    draw_figure3,
-    main,
-    plot_figure3,
-    score_table,
-    setting_name,
-    tasks_latex,
-)
 from promptscale.reference import T5_PARAMS
+from promptscale.report.cli import main
+from promptscale.report.figure3 import FIGURE3_FILES, FIGURE3_PANELS, draw_figure3, plot_figure3
+from promptscale.report.figures import FIGURE1_FILES, draw_figure
+from promptscale.report.hook import FigureCallback
+from promptscale.report.labels import setting_name
+from promptscale.report.scores import score_table
+from promptscale.report.tables import tasks_latex
 from promptscale.store.results import ResultsStore
 
 MODELS = ("small", "base")  # k = 0, 1
@@ -49,6 +43,8 @@ def row(experiment, setting, model, seed, task, metric, value, **over) -> dict:
         "task": task,
         "task_version": 1,
         "split": "val",
+        "protocol": "generate",
+        "selected_by": "generate",
         "metric": metric,
         "value": value,
         "seed": seed,
@@ -138,17 +134,23 @@ def test_figure3_tables_markdown_and_latex(tmp_path):
     md = paths["figure3_tasks.md"].read_text()
     assert "# (a) Prompt length: experiment ablation_prompt_length" in md
     # prompt_length=20 is j = 1: rte 43 + 2s, cb 47 + 2s, score 45 + 2s (columns cb, rte, score)
-    assert "| Prompt Tuning | prompt_length=20 | small | 77M | 2 | 48.0 ± 1.0 | 44.0 ± 1.0 | 46.0 ± 1.0 |" in md
+    assert (
+        "| Prompt Tuning | prompt_length=20 | small | 77M | 2 | generate | 48.0 ± 1.0 | 44.0 ± 1.0 | 46.0 ± 1.0 |" in md
+    )
     tex = paths["figure3_tasks.tex"].read_text()
     assert tex.count(r"\begin{tabular}") == 3 and tex.count(r"\toprule") == 3 and r"\bottomrule" in tex
-    assert r"prompt\_length=20 & small & 77M & 2 & 48.0 $\pm$ 1.0 & 44.0 $\pm$ 1.0 & 46.0 $\pm$ 1.0 \\" in tex
+    assert (
+        r"prompt\_length=20 & small & 77M & 2 & generate & 48.0 $\pm$ 1.0 & 44.0 $\pm$ 1.0 & 46.0 $\pm$ 1.0 \\" in tex
+    )
     assert r"\label{tab:figure3a}" in tex and "(c) Pre-training method" in tex
 
 
 def test_latex_table_escapes_and_aligns():
-    rows = [row("e", "init=class_label", "small", 0, "cb", m, 50.0) for m in ("accuracy", "f1_macro")]
-    tex = tasks_latex(rows, by_setting=True)
-    assert r"\begin{tabular}{llllrrr}" in tex  # 4 text columns, seeds, one task, score
+    # rows of an old store: no protocol column, so rank classification
+    rows = [row("e", "init=class_label", "small", 0, "cb", m, 50.0, protocol=None) for m in ("accuracy", "f1_macro")]
+    tex = tasks_latex(rows, ("rank",), by_setting=True)
+    assert r"\begin{tabular}{llllrlrr}" in tex  # 4 text columns, seeds, protocol, one task, score
+    assert r"small & 77M & 1 & rank & 50.0 $\pm$ 0.0" in tex
     assert r"init=class\_label" in tex and "CB" in tex
 
 
@@ -220,21 +222,42 @@ def test_figure1_writes_latex_tasks_table(tmp_path):
         if r["experiment"] == "ablation_prompt_init" and r["setting"] == "init=class_label"
     ]
     paths = draw_figure(rows, tmp_path)
-    assert set(paths) == set(FIGURE_FILES) and "tasks.tex" in paths
+    assert set(paths) == set(FIGURE1_FILES) and "tasks.tex" in paths
     assert r"\toprule" in paths["tasks.tex"].read_text()
 
 
-def test_callback_draws_figure3_for_a_grouped_sweep(tmp_path, caplog):
+def test_callback_draws_the_named_figures(tmp_path, caplog):
     store = ResultsStore(tmp_path / "results.jsonl")
     store.append(ablation_rows())
     out = tmp_path / "cb"
+    hook = FigureCallback(str(store.path), str(out), experiment="ablation_prompt_init", figures=["figure3"])
     with caplog.at_level(logging.INFO):
-        FigureCallback(str(store.path), str(out), experiment="ablation_prompt_init").on_multirun_end(config=None)
+        hook.on_multirun_end(config=None)
     for name in FIGURE3_FILES:
         assert (out / name).exists()
+    assert not (out / "figure1.png").exists()  # only the named figure
     assert set(pd.read_csv(out / "figure3.csv")["panel"]) == {"a", "b", "c"}  # the whole store
-    # a grouped sweep that is no Figure 3 panel: one panel of its own
+    # a grouped sweep that is no Figure 3 panel: one panel of its own; figures by old name too
     store.append([{**r, "experiment": "custom"} for r in ablation_rows() if r["experiment"] == "ablation_prompt_init"])
-    FigureCallback(str(store.path), str(tmp_path / "custom"), experiment="custom").on_multirun_end(config=None)
+    hook = FigureCallback(str(store.path), str(tmp_path / "custom"), experiment="custom", figures=["3", "figure1"])
+    hook.on_multirun_end(config=None)
+    assert (tmp_path / "custom" / "figure1.png").exists()
     csv = pd.read_csv(tmp_path / "custom" / "figure3.csv")
     assert set(csv["experiment"]) == {"custom"}
+
+
+def test_callback_draws_each_protocol_and_refuses_unknown_names(tmp_path, caplog):
+    store = ResultsStore(tmp_path / "results.jsonl")
+    rows = [r for r in ablation_rows() if r["experiment"] == "ablation_prompt_init"]
+    store.append(rows + [{**r, "protocol": "rank", "value": r["value"] + 1} for r in rows])
+    out = tmp_path / "cb"
+    FigureCallback(str(store.path), str(out), "ablation_prompt_init", ["figure3"], ["paper", "rank"]).on_multirun_end(
+        config=None
+    )
+    paper, rank = pd.read_csv(out / "figure3.csv"), pd.read_csv(out / "rank" / "figure3.csv")
+    assert set(paper["protocol"]) == {"generate"} and set(rank["protocol"]) == {"rank"}
+    assert (rank["mean"] - paper["mean"]).tolist() == pytest.approx([1.0] * len(paper))
+    with pytest.raises(ValueError, match="figures: unknown figure 'figure9'"):
+        FigureCallback(str(store.path), str(out), figures=["figure9"])
+    with pytest.raises(ValueError, match="unknown protocol 'greedy'"):
+        FigureCallback(str(store.path), str(out), protocols=["greedy"])

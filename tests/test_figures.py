@@ -1,4 +1,4 @@
-"""Figure and tables from synthetic result rows with hand-computed scores."""
+"""Figure 1 and its tables from synthetic result rows with hand-computed scores."""
 
 from __future__ import annotations
 
@@ -8,16 +8,11 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from promptscale.figures import (
-    FIGURE_FILES,
-    FigureCallback,
-    draw_figure,
-    main,
-    plot_figure,
-    score_table,
-    task_table,
-)
 from promptscale.reference import T5_PARAMS
+from promptscale.report.cli import main
+from promptscale.report.figures import FIGURE1_FILES, draw_figure, plot_figure
+from promptscale.report.hook import FigureCallback
+from promptscale.report.scores import score_table, task_table
 from promptscale.store.results import ResultsStore
 
 METHODS = ("prompt_tuning", "model_tuning")  # offset 0 and 5
@@ -26,6 +21,7 @@ SEEDS = (0, 1)
 
 
 def row(method, model, seed, task, metric, value, **over) -> dict:
+    """A generate-protocol row of a run selected by generate (a store written with protocols)."""
     r = {
         "run_id": f"{method}-{model}-{seed}",
         "experiment": "demo",
@@ -36,6 +32,8 @@ def row(method, model, seed, task, metric, value, **over) -> dict:
         "task": task,
         "task_version": 1,
         "split": "val",
+        "protocol": "generate",
+        "selected_by": "generate",
         "metric": metric,
         "value": value,
         "seed": seed,
@@ -65,8 +63,9 @@ def synthetic_rows() -> list[dict]:
                     row(method, model, s, "rte", "accuracy", 50 + base + 2 * s),
                     row(method, model, s, "cb", "accuracy", acc),
                     row(method, model, s, "cb", "f1_macro", acc - 10),
-                    # Ignored by the score: non-score metric, other split, failed run, AX task.
+                    # Ignored by the score: non-score metrics, other split, failed run, AX task.
                     row(method, model, s, "rte", "loss", 1e6),
+                    row(method, model, s, "rte", "invalid", 99.0),
                     row(method, model, s, "rte", "accuracy", 0.0, split="test"),
                     row(method, model, s, "cb", "accuracy", 0.0, status="failed"),
                     row(method, model, s, "axb", "matthews_corr", 1e6),
@@ -83,6 +82,7 @@ def test_score_table_matches_hand_computation():
     assert cell["mean"] == pytest.approx(54.0)
     assert cell["std"] == pytest.approx(1.5)
     assert cell["n_seeds"] == 2 and cell["tasks"] == "cb,rte"
+    assert cell["protocol"] == "generate" and cell["selected_by"] == "generate"
     for i, method in enumerate(METHODS):
         for k, model in enumerate(MODELS):
             c = table[(table.method == method) & (table.model == model)].iloc[0]
@@ -104,6 +104,8 @@ def test_task_table():
     # cb score = 55 + 10 + 5 + 4s -> seeds 70, 74
     assert cb["mean"] == pytest.approx(72.0) and cb["std"] == pytest.approx(2.0)
     assert set(t["task"]) == {"cb", "rte", "axb"}  # AX-b listed, never scored
+    rte = t[(t.method == "model_tuning") & (t.model == "base") & (t.task == "rte")].iloc[0]
+    assert rte["invalid"] == pytest.approx(99.0) and pd.isna(cb["invalid"])
 
 
 def test_task_intersection_warns_and_restricts(tmp_path):
@@ -122,7 +124,7 @@ def test_task_intersection_warns_and_restricts(tmp_path):
 
 def test_draw_figure_writes_files(tmp_path):
     paths = draw_figure(synthetic_rows(), tmp_path / "fig")
-    assert set(paths) == set(FIGURE_FILES)
+    assert set(paths) == set(FIGURE1_FILES)
     for p in paths.values():
         assert p.exists() and p.stat().st_size > 0
     assert paths["figure1.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -130,19 +132,24 @@ def test_draw_figure_writes_files(tmp_path):
     csv = pd.read_csv(paths["figure1.csv"])
     pd.testing.assert_frame_equal(csv, score_table(synthetic_rows()), check_dtype=False)
     md = paths["tasks.md"].read_text()
-    assert "| Prompt Tuning | small |" in md and "54.0 ± 1.5" in md and "SuperGLUE score" in md
-    assert "over 2 of 8 tasks (cb, rte)" in md
+    # columns cb, rte, axb, score, invalid %: rte's rate (99) is the mean over the scored tasks' rates
+    line = "| Prompt Tuning | small | 77M | 2 | generate | 57.0 ± 2.0 | 51.0 ± 1.0 | 1000000.0 ± 0.0 | 54.0 ± 1.5 |"
+    assert line + " 99.0 ± 0.0 |" in md
+    assert "over 2 of 8 tasks (cb, rte)" in md and "Invalid %" in md
     tasks = pd.read_csv(paths["tasks.csv"])
-    assert set(tasks.columns) >= {"method", "model", "task", "mean", "std", "n_seeds"}
+    assert set(tasks.columns) >= {"method", "model", "protocol", "task", "mean", "std", "n_seeds", "invalid"}
 
 
 def test_title_default_and_override():
     fig = plot_figure(synthetic_rows(), reference=False)
     assert "over 2 of 8 tasks (cb, rte)" in fig.axes[0].get_title()
+    assert "(paper protocol)" in fig.axes[0].get_title()
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert labels == ["Model Tuning", "Prompt Tuning"]
     fig = plot_figure(synthetic_rows(), title="Custom")
     assert fig.axes[0].get_title() == "Custom"
+    # an own title still says the protocol: the legend does
+    assert "paper protocol: generation, invalid output = wrong" in fig.axes[0].get_legend().get_title().get_text()
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "Prompt Tuning (Lester et al. 2021, ref.)" in labels
     assert any(lbl.startswith("GPT-3 few-shot") for lbl in labels)
@@ -156,11 +163,17 @@ def test_cli(tmp_path, capsys):
     rc = main(["--results", str(store.path), "--out", str(out), "--experiment", "demo", "--no-reference"])
     assert rc == 0
     printed = capsys.readouterr().out
-    for name in FIGURE_FILES:
+    for name in FIGURE1_FILES:
         assert (out / name).exists() and str(out / name) in printed
     assert "lora" not in (out / "figure1.csv").read_text()
     rc = main(["--results", str(store.path), "--out", str(out), "--experiment", "nope"])
     assert rc == 1 and "experiments present: demo, other" in capsys.readouterr().err
+    # the old name of Figure 1 still works
+    assert (
+        main(["--figure", "1", "--results", str(store.path), "--experiment", "demo", "--out", str(tmp_path / "old")])
+        == 0
+    )
+    assert (tmp_path / "old" / "figure1.png").exists()
 
 
 def test_empty_store_error(tmp_path, capsys):
@@ -177,7 +190,7 @@ def test_figure_callback(tmp_path, caplog):
     store.append(synthetic_rows())
     out = tmp_path / "cb_out"
     FigureCallback(str(store.path), str(out), experiment="demo").on_multirun_end(config=OmegaConf.create({}))
-    for name in FIGURE_FILES:
+    for name in FIGURE1_FILES:
         assert (out / name).exists()
     # A drawing failure is logged, never raised.
     with caplog.at_level(logging.ERROR):

@@ -13,11 +13,13 @@ import wandb
 from omegaconf import OmegaConf
 
 from promptscale import tracking
-from promptscale.figures import FigureCallback, main, score_table
+from promptscale.report.cli import main
+from promptscale.report.hook import FigureCallback
+from promptscale.report.scores import score_table
+from promptscale.report.wandb import TABLE_COLUMNS, dashboard, fetch_rows, job_summary, log_sweep_summary, run_rows
 from promptscale.store.results import ResultsStore
 from promptscale.tracking import WandbSettings
 from promptscale.train import run
-from promptscale.wandb_report import TABLE_COLUMNS, dashboard, fetch_rows, job_summary, log_sweep_summary, run_rows
 
 
 @dataclass
@@ -92,7 +94,7 @@ def test_job_runs_carry_chart_keys_and_pull_back_into_the_same_figure(recorded_j
     api = FakeApi(recorded + ignored)
     monkeypatch.setattr(wandb, "Api", lambda *a, **k: api)
     pulled = fetch_rows("promptscale", entity="me", group="demo")
-    key = ["run_id", "model", "total_params", "task", "metric", "seed", "config_hash", "setting"]
+    key = ["run_id", "model", "total_params", "protocol", "task", "metric", "seed", "config_hash", "setting"]
     as_frame = lambda rs: pd.DataFrame(rs)[key + ["value"]].sort_values(key).reset_index(drop=True)  # noqa: E731
     pd.testing.assert_frame_equal(as_frame(pulled), as_frame(rows), check_dtype=False)
 
@@ -135,7 +137,11 @@ def test_job_runs_carry_chart_keys_and_pull_back_into_the_same_figure(recorded_j
 
 
 def synthetic_runs() -> list[FakeRun]:
-    """Recorded-style runs of a Figure 3 sweep: prompt length 5 / 20 on two sizes, two seeds."""
+    """Recorded-style runs of a Figure 3 sweep: prompt length 5 / 20 on two sizes, two seeds.
+
+    Selected by generate (``best/``): rte accuracy = 50 + length / 5 + 10k + seed, invalid 10 - 5k;
+    rank (``best_rank/``): 5 more.
+    """
     runs = []
     for length in (5, 20):
         for k, (model, params) in enumerate((("small", 76_961_152), ("base", 247_577_856))):
@@ -155,11 +161,32 @@ def synthetic_runs() -> list[FakeRun]:
                 }
                 acc = 50 + length / 5 + 10 * k + seed
                 # no "setting" summary key: recovered from config.figure.group_by
-                summary = {"best/rte/accuracy": acc, "best/rte/score": acc, "best/score": acc, "best/rte/step": 10}
+                summary = {"selected_by": "generate", "best/rte/accuracy": acc, "best/rte/score": acc}
+                summary |= {"best/score": acc, "best/rte/step": 10, "best/rte/invalid": 10.0 - 5 * k}
+                summary |= {"best_rank/rte/accuracy": acc + 5, "best_rank/rte/step": 10, "best_rank/score": acc + 5}
                 runs.append(
                     FakeRun(f"id{length}{k}{seed}", f"r{length}{k}{seed}", "ablation_prompt_length", config, summary)
                 )
     return runs
+
+
+def test_job_summary_keys_per_protocol_round_trip_through_run_rows():
+    rows = [r for run_ in synthetic_runs() for r in run_rows(run_)]
+    first = [r for r in rows if r["run_id"] == "r500"]
+    assert {(r["protocol"], r["metric"], r["value"]) for r in first} == {
+        ("generate", "accuracy", 51.0),
+        ("generate", "invalid", 10.0),
+        ("rank", "accuracy", 56.0),
+    }
+    assert {r["selected_by"] for r in rows} == {"generate"}
+    summary = job_summary(first)
+    assert summary["selected_by"] == "generate" and summary["best/rte/invalid"] == 10.0
+    assert summary["best/score"] == 51.0 and summary["best_rank/score"] == 56.0 and summary["best_rank/rte/step"] == 10
+    # a run logged before protocols: best/ is rank, selected by rank
+    old = FakeRun("o", "old", "g", synthetic_runs()[0].config, {"best/rte/accuracy": 60.0, "best/rte/step": 3})
+    assert [(r["protocol"], r["selected_by"], r["value"]) for r in run_rows(old)] == [("rank", "rank", 60.0)]
+    old_summary = job_summary([{**first[0], "protocol": None, "selected_by": None, "metric": "accuracy"}])
+    assert old_summary["selected_by"] == "rank" and "best/rte/accuracy" in old_summary
 
 
 def test_figure3_from_wandb(monkeypatch, tmp_path):
@@ -170,6 +197,9 @@ def test_figure3_from_wandb(monkeypatch, tmp_path):
     assert cell["mean"] == pytest.approx(64.5) and cell["std"] == pytest.approx(0.5) and cell["panel"] == "a"
     rows = run_rows(synthetic_runs()[0])
     assert rows[0]["method"] == "prompt_tuning" and rows[0]["method_params"] == 5 * 512 and rows[0]["step"] == 10
+    assert main(["--source", "wandb", "--figure", "figure3", "--protocol", "rank", "--out", str(tmp_path / "r")]) == 0
+    rank = pd.read_csv(tmp_path / "r" / "figure3.csv")
+    assert (rank["mean"] - csv["mean"]).tolist() == pytest.approx([5.0] * len(csv))
 
 
 def test_dashboard_table_and_charts():
@@ -177,8 +207,18 @@ def test_dashboard_table_and_charts():
     d = dashboard(rows)
     assert d["results"].columns == list(TABLE_COLUMNS)
     assert len(d["results"].data) == len(rows)
-    assert d["results"].data[0][:6] == ["prompt_tuning", "prompt_length=5", "small", "small", 76_961_152, "rte"]
+    assert d["results"].data[0][:7] == [
+        "prompt_tuning",
+        "prompt_length=5",
+        "small",
+        "small",
+        76_961_152,
+        "generate",
+        "rte",
+    ]
+    assert set(d["scores"].get_dataframe()["protocol"]) == {"generate", "rank"}
     chart = d["charts/prompt_tuning"]
+    assert "(generate protocol)" in chart.spec.string_fields["title"]
     table = score_table(rows, by_setting=True)
     points = {(key, x): y for x, key, y in chart.table.data}
     assert len(points) == len(table)
@@ -200,7 +240,8 @@ def test_callback_logs_summary_and_never_fails(tmp_path, monkeypatch, caplog):
     store = ResultsStore(tmp_path / "results.jsonl")
     store.append([r | {"git_sha": "x"} for run_ in synthetic_runs() for r in run_rows(run_)])
     logger = OmegaConf.create({"logger": {"_target_": "promptscale.tracking.WandbSettings", "mode": "offline"}})
-    FigureCallback(str(store.path), str(tmp_path / "out"), "ablation_prompt_length").on_multirun_end(config=logger)
+    hook = FigureCallback(str(store.path), str(tmp_path / "out"), "ablation_prompt_length", ["figure3"])
+    hook.on_multirun_end(config=logger)
     assert (tmp_path / "out" / "figure3.png").exists()
     assert list((tmp_path / "out" / "wandb").glob("offline-run-*"))
 
@@ -209,5 +250,6 @@ def test_callback_logs_summary_and_never_fails(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(wandb, "init", boom)
     logger.logger.mode = "online"
-    FigureCallback(str(store.path), str(tmp_path / "out2"), "ablation_prompt_length").on_multirun_end(config=logger)
+    hook = FigureCallback(str(store.path), str(tmp_path / "out2"), "ablation_prompt_length", ["figure3"])
+    hook.on_multirun_end(config=logger)
     assert (tmp_path / "out2" / "figure3.png").exists() and "W&B SUMMARY NOT LOGGED" in caplog.text

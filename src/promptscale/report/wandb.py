@@ -9,21 +9,27 @@ Three pieces, all offline-capable (``logger.mode``) and none able to fail a trai
   - ``group`` = ``experiment_name``; tags = method, model name, task names;
   - config: the resolved job config plus ``params`` (``params.model_params`` is the frozen
     backbone, the figure's x axis; ``params.trainable_params``; ``params.total_params``);
-  - summary: ``best/<task>/<metric>``, ``best/<task>/score``, ``best/<task>/step``,
-    ``best/score`` (mean task score over the job's scored tasks), and the flat keys ``method``,
-    ``model``, ``size``, ``model_params``, ``seed``, ``experiment``, ``setting``,
-    ``config_hash``.
+  - summary: under the protocol that selected the best dev step (``selected_by``):
+    ``best/<task>/<metric>``, ``best/<task>/score``, ``best/<task>/step``, ``best/score`` (mean
+    task score over the job's scored tasks); the same under the other protocol as
+    ``best_<protocol>/...`` (e.g. ``best_rank/score``); ``best/<task>/invalid`` (the % of
+    generated outputs that were no valid label, whichever protocol selected); and the flat
+    keys ``method``, ``model``, ``size``, ``model_params``, ``seed``, ``experiment``,
+    ``setting``, ``config_hash``, ``selected_by``.
 
   In the UI: a scatter/line panel with x = ``summary.model_params`` (log scale), y =
   ``summary.best/score``, grouped by ``summary.method`` (and ``summary.setting`` for Figure 3).
 
-- :func:`log_sweep_summary` (called by ``FigureCallback`` when a sweep ends) starts one extra
-  run (``job_type="summary"``) logging a ``wandb.Table`` of every result row (method, setting,
-  model, size, parameters, task, metric, seed, value), the score table, and one
-  score-vs-parameters line chart per method (``wandb.plot.line_series``, a line per setting).
+- :func:`log_sweep_summary` (called by the sweep-end hook) starts one extra run
+  (``job_type="summary"``) logging a ``wandb.Table`` of every result row (method, setting,
+  model, size, parameters, protocol, task, metric, seed, value), the score table of each
+  protocol, and one score-vs-parameters line chart per method (a line per setting) under the
+  paper's protocol for that method.
 
-- :func:`fetch_rows` turns runs pulled with ``wandb.Api`` back into result rows, so
-  ``promptscale-figure --source wandb`` draws the same figure as from the local store.
+- :func:`fetch_rows` turns runs pulled with ``wandb.Api`` back into result rows (both protocols,
+  ``protocol`` set), so ``promptscale-figure --source wandb`` draws the same figure as the store.
+
+Imports scores (lazily: the training path needs no pandas), never figures.
 """
 
 from __future__ import annotations
@@ -34,14 +40,30 @@ from typing import Any
 
 from promptscale.data.tasks import TASKS, get_task
 from promptscale.grouping import setting as setting_of
+from promptscale.report.labels import method_label
+from promptscale.report.selection import (
+    INVALID,
+    PROTOCOLS,
+    method_protocol,
+    protocols_present,
+    row_protocol,
+    row_selected_by,
+    task_score,
+    usable,
+)
 from promptscale.store.hashing import config_hash, hashable_config
 
 log = logging.getLogger(__name__)
 PREFIX = "best"
-TABLE_COLUMNS = ("method", "setting", "model", "size", "parameters", "task", "metric", "seed", "value")
+TABLE_COLUMNS = ("method", "setting", "model", "size", "parameters", "protocol", "task", "metric", "seed", "value")
 
 
 # ---------------------------------------------------------------------- per job
+
+
+def _prefix(protocol: str, metric: str, selected: str) -> str:
+    """Summary key prefix of a row: ``best`` for the selecting protocol (and invalid), else ``best_<p>``."""
+    return PREFIX if protocol == selected or metric == INVALID else f"{PREFIX}_{protocol}"
 
 
 def job_summary(rows: list[dict]) -> dict[str, Any]:
@@ -49,6 +71,7 @@ def job_summary(rows: list[dict]) -> dict[str, Any]:
     if not rows:
         return {}
     first = rows[0]
+    selected = row_selected_by(first)
     out: dict[str, Any] = {
         "method": first["method"],
         "model": first["model"],
@@ -58,23 +81,26 @@ def job_summary(rows: list[dict]) -> dict[str, Any]:
         "experiment": first["experiment"],
         "setting": first.get("setting") or "",
         "config_hash": first["config_hash"],
+        "selected_by": selected,
     }
-    per_task: dict[str, dict[str, float]] = {}
+    per_task: dict[str, dict[str, dict[str, float]]] = {}
     for r in rows:
-        out[f"{PREFIX}/{r['task']}/{r['metric']}"] = r["value"]
+        prefix = _prefix(row_protocol(r), r["metric"], selected)
+        out[f"{prefix}/{r['task']}/{r['metric']}"] = r["value"]
         if r.get("step") is not None:
-            out[f"{PREFIX}/{r['task']}/step"] = r["step"]
-        per_task.setdefault(r["task"], {})[r["metric"]] = float(r["value"])
-    scores = []
-    for task, metrics in per_task.items():
-        wanted = TASKS[task].metrics if task in TASKS else tuple(metrics)
-        if all(m in metrics for m in wanted):
-            score = sum(metrics[m] for m in wanted) / len(wanted)
-            out[f"{PREFIX}/{task}/score"] = score
+            out[f"{prefix}/{r['task']}/step"] = r["step"]
+        per_task.setdefault(prefix, {}).setdefault(r["task"], {})[r["metric"]] = float(r["value"])
+    for prefix, tasks in per_task.items():
+        scores = []
+        for task, metrics in tasks.items():
+            score, missing = task_score(task, metrics)
+            if score is None or missing:
+                continue
+            out[f"{prefix}/{task}/score"] = score
             if task in TASKS and TASKS[task].in_score:
                 scores.append(score)
-    if scores:
-        out[f"{PREFIX}/score"] = sum(scores) / len(scores)
+        if scores:
+            out[f"{prefix}/score"] = sum(scores) / len(scores)
     return out
 
 
@@ -91,19 +117,10 @@ def log_job_summary(logger, rows: list[dict]) -> None:
 # ---------------------------------------------------------------------- sweep summary
 
 
-def dashboard(rows: list[dict]) -> dict[str, Any]:
-    """What the sweep summary run logs: ``{key: wandb.Table | wandb CustomChart}``.
-
-    Keys: ``results`` (every ok dev row), ``scores`` (the figure's score table, one row per
-    method x setting x model) and ``charts/<method>`` (SuperGLUE score vs frozen-model
-    parameters, one line per setting, mean over seeds).
-    """
+def _results_table(ok: list[dict]):
     import wandb
 
-    from promptscale.figures import method_name, score_table
-
-    ok = [r for r in rows if r.get("status") == "ok" and r.get("split") == "val"]
-    table = wandb.Table(
+    return wandb.Table(
         columns=list(TABLE_COLUMNS),
         data=[
             [
@@ -112,6 +129,7 @@ def dashboard(rows: list[dict]) -> dict[str, Any]:
                 r["model"],
                 r.get("size") or r["model"],
                 int(r["total_params"]),
+                row_protocol(r),
                 r["task"],
                 r["metric"],
                 r["seed"],
@@ -120,26 +138,51 @@ def dashboard(rows: list[dict]) -> dict[str, Any]:
             for r in ok
         ],
     )
-    out: dict[str, Any] = {"results": table}
-    try:
-        scores = score_table(ok, by_setting=True)
-    except ValueError:  # no scored SuperGLUE task (e.g. only AX-b): the table alone
+
+
+def dashboard(rows: list[dict]) -> dict[str, Any]:
+    """What the sweep summary run logs: ``{key: wandb.Table | wandb CustomChart}``.
+
+    Keys: ``results`` (every ok dev row), ``scores`` (the score table of each protocol the rows
+    have, one row per method x setting x model x protocol) and ``charts/<method>`` (SuperGLUE
+    score vs frozen-model parameters, one line per setting, mean over seeds) under the paper's
+    protocol for the method, or the one the rows have (old stores: rank); the title says which.
+    """
+    import pandas as pd
+    import wandb
+
+    from promptscale.report.scores import score_table
+
+    ok = usable(rows)
+    out: dict[str, Any] = {"results": _results_table(ok)}
+    tables = {}
+    for protocol in protocols_present(ok):
+        try:
+            tables[protocol] = score_table(ok, by_setting=True, protocol=protocol)
+        except ValueError:  # no scored SuperGLUE task (e.g. only AX-b) under it
+            continue
+    if not tables:
         return out
+    scores = pd.concat(tables.values(), ignore_index=True)
     out["scores"] = wandb.Table(dataframe=scores.drop(columns=["tasks"]).astype({"seeds": str}))
     for method in dict.fromkeys(scores["method"]):
-        t = scores[scores["method"] == method]
+        mine = scores[scores["method"] == method]
+        protocol = method_protocol(method, "paper")
+        t = mine[mine["protocol"] == protocol] if protocol in set(mine["protocol"]) else mine
+        protocol = t["protocol"].iloc[0]
+        t = t[t["protocol"] == protocol]
         xs, ys, keys = [], [], []
         for key, line in t.groupby("setting", sort=False):
             line = line.sort_values("total_params")
             xs.append([int(x) for x in line["total_params"]])
             ys.append([float(y) for y in line["mean"]])
-            keys.append(key or method_name(method))
+            keys.append(key or method_label(method))
         out[f"charts/{method}"] = wandb.plot.line_series(
             xs=xs,
             ys=ys,
             keys=keys,
             xname="parameters",
-            title=f"{method_name(method)}: SuperGLUE score vs. model parameters",
+            title=f"{method_label(method)}: SuperGLUE score vs. model parameters ({protocol} protocol)",
         )
     return out
 
@@ -211,22 +254,24 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def run_rows(run) -> list[dict]:
-    """Result rows of one ``wandb.apis.public.Run`` (its config and ``best/`` summary keys).
+def _key_protocol(prefix: str, metric: str, selected: str) -> str | None:
+    """The protocol of a summary key's prefix (inverse of :func:`_prefix`); ``None``: not a result key."""
+    if metric == INVALID:
+        return "generate" if prefix == PREFIX else None
+    if prefix == PREFIX:
+        return selected
+    other = prefix.removeprefix(f"{PREFIX}_")
+    return other if prefix.startswith(f"{PREFIX}_") and other in PROTOCOLS else None
 
-    Returns no rows for runs that are not finished or have no ``best/`` metrics (failed jobs,
-    summary runs).
-    """
-    if getattr(run, "state", "finished") != "finished" or getattr(run, "job_type", None) == "summary":
-        return []
-    config = {k: _unwrap(v) for k, v in _plain(dict(run.config)).items()}
-    summary = _plain(dict(getattr(run.summary, "_json_dict", None) or run.summary))
+
+def _common_fields(run, config: dict, summary: dict) -> dict | None:
+    """Fields every row of a run shares, or ``None`` when the run has no backbone size."""
     params = config.get("params") or {}
     target = _get(config, "method", "_target_") or ""
     method = summary.get("method") or (target.rsplit(".", 2)[-2] if "." in target else target)
     model_params = summary.get("model_params", params.get("model_params"))
     if model_params is None:
-        return []
+        return None
     try:
         chash = summary.get("config_hash") or config_hash(
             hashable_config({k: v for k, v in config.items() if k != "params"})
@@ -237,7 +282,7 @@ def run_rows(run) -> list[dict]:
         label = summary["setting"] if "setting" in summary else setting_of(config)
     except KeyError:
         label = ""
-    common = {
+    return {
         "run_id": run.name,
         "experiment": config.get("experiment_name", getattr(run, "group", None)),
         "method": method,
@@ -255,26 +300,46 @@ def run_rows(run) -> list[dict]:
         "status": "ok",
         "setting": label or "",
         "source": "wandb",
+        # Runs logged before protocols were recorded ranked and selected by rank.
+        "selected_by": summary.get("selected_by") or "rank",
     }
+
+
+def run_rows(run) -> list[dict]:
+    """Result rows of one ``wandb.apis.public.Run`` (its config and ``best*/`` summary keys).
+
+    Both protocols come back, ``protocol`` set from the key prefix (``best/``: the run's
+    ``selected_by``; ``best_<protocol>/``: that one; ``best/<task>/invalid``: generate). Returns
+    no rows for runs that are not finished or have no ``best/`` metrics (failed jobs, summary runs).
+    """
+    if getattr(run, "state", "finished") != "finished" or getattr(run, "job_type", None) == "summary":
+        return []
+    config = {k: _unwrap(v) for k, v in _plain(dict(run.config)).items()}
+    summary = _plain(dict(getattr(run.summary, "_json_dict", None) or run.summary))
+    common = _common_fields(run, config, summary)
+    if common is None:
+        return []
     rows = []
     for key, value in summary.items():
         parts = key.split("/")
-        if len(parts) != 3 or parts[0] != PREFIX or parts[2] in ("score", "step") or parts[1] not in TASKS:
+        if len(parts) != 3 or parts[2] in ("score", "step") or parts[1] not in TASKS:
             continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        protocol = _key_protocol(parts[0], parts[2], common["selected_by"])
+        if protocol is None or not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         task, metric = parts[1], parts[2]
         rows.append(
             {
                 **common,
+                "protocol": protocol,
                 "task": task,
                 "task_version": get_task(task).version,
                 "metric": metric,
                 "value": float(value),
-                "step": summary.get(f"{PREFIX}/{task}/step"),
+                "step": summary.get(f"{parts[0]}/{task}/step"),
             }
         )
-    return sorted(rows, key=lambda r: (r["task"], r["metric"]))
+    return sorted(rows, key=lambda r: (r["protocol"], r["task"], r["metric"]))
 
 
 def fetch_rows(project: str, entity: str | None = None, group: str | None = None, api=None) -> list[dict]:
