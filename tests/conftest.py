@@ -25,10 +25,11 @@ SUPERGLUE = ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
 FAST = [
     "model=tiny_s",
     "logger=none",
-    "trainer.max_steps=2",
-    "trainer.val_check_interval=2",
+    "recipe.max_steps=2",
+    "recipe.val_check_interval=2",
     "trainer.enable_progress_bar=false",
-    "data.batch_size=4",
+    "trainer.precision=32-true",  # exact comparisons; auto precision has tests of its own
+    "recipe.batch_size=4",
     "data.train_limit=4",
     "data.eval_limit=4",
 ]
@@ -47,6 +48,17 @@ def compose_config(tmp_path: Path, overrides: list[str]):
 def make_config(tmp_path):
     def make(*overrides: str, fast: bool = True):
         return compose_config(tmp_path, [*(FAST if fast else []), *overrides])
+
+    return make
+
+
+@pytest.fixture
+def make_job(make_config):
+    """A built job (data loaded and attached, method built) through the one job seam."""
+    from promptscale.job import JobSpec, build_job
+
+    def make(*overrides: str, fast: bool = True, training: bool = True):
+        return build_job(JobSpec.from_config(make_config(*overrides, fast=fast)), training=training)
 
     return make
 

@@ -30,7 +30,9 @@ def test_json_has_every_section(tiny_run):
     for arm in training["arms"].values():
         assert arm["examples_per_s"] > 0 and arm["tokens_per_s"] > 0 and arm["mfu"] > 0
     evaluation = result["evaluation"]["sizes"]["tiny_s"]
-    assert {"rank", "rank_previous", "rank_reencode", "generate_recipe", "generate_label"} == set(evaluation["arms"])
+    assert {"rank", "both_protocols", "rank_previous", "rank_reencode", "generate_recipe", "generate_label"} == set(
+        evaluation["arms"]
+    )
     # the three rank classifications are the same computation: identical predictions
     assert evaluation["rank_agreement"] == {"rank_previous": 1.0, "rank_reencode": 1.0}
     memory = result["memory"]["sizes"]["tiny_s"]

@@ -25,14 +25,24 @@ def no_model_may_be_built(monkeypatch):
 def test_typo_in_an_experiment_file_names_key_and_valid_keys(tmp_path):
     (tmp_path / "extra" / "experiment").mkdir(parents=True)
     (tmp_path / "extra" / "experiment" / "typo.yaml").write_text(
-        "# @package _global_\nexperiment_name: typo\ndata:\n  batch_sise: 8\n"
+        "# @package _global_\nexperiment_name: typo\ndata:\n  eval_batch_sise: 8\nrecipe:\n  max_step: 3\n"
     )
     cfg = compose_config(tmp_path, [*FAST, f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "experiment=typo"])
     with pytest.raises(
         ValueError,
-        match=r"unknown config key data\.batch_sise \(did you mean 'batch_size'\?\)"
-        r".*\['batch_size', .*'eval_batch_size'",
+        match=r"unknown config key data\.eval_batch_sise \(did you mean 'eval_batch_size'\?\)"
+        r".*\['bucket_by_length', .*'eval_batch_size'",
     ):
+        run(cfg)
+
+
+def test_a_key_that_moved_names_its_new_home(tmp_path):
+    (tmp_path / "extra" / "experiment").mkdir(parents=True)
+    (tmp_path / "extra" / "experiment" / "old.yaml").write_text(
+        "# @package _global_\nexperiment_name: old\ntrainer:\n  max_steps: 40\n"
+    )
+    cfg = compose_config(tmp_path, [*FAST, f"hydra.searchpath=[file://{tmp_path / 'extra'}]", "experiment=old"])
+    with pytest.raises(ValueError, match=r"trainer\.max_steps is not read from here any more: set recipe\.max_steps"):
         run(cfg)
 
 
@@ -40,7 +50,10 @@ def test_typo_in_an_experiment_file_names_key_and_valid_keys(tmp_path):
     "override,key",
     [
         ("+method.prompt_lenght=5", "method.prompt_lenght"),
-        ("+method.learning_rate=0.1", "method.learning_rate"),  # base-class kwargs are known: lr is valid
+        ("+method.learning_rate=0.1", "method.learning_rate"),
+        ("+recipe.max_step=3", "recipe.max_step"),  # typed blocks without a _target_ are checked too
+        ("+recipe.optimizer.learning_rate=3", "recipe.optimizer.learning_rate"),
+        ("+evaluation.protocl=rank", "evaluation.protocl"),
         ("+model.d_modle=8", "model.d_modle"),
         ("+trainer.max_step=3", "trainer.max_step"),
         ("+logger.projct=x", "logger.projct"),
@@ -55,20 +68,29 @@ def test_unknown_key_in_any_group_is_rejected(make_config, override, key):
 
 def test_forwarded_keyword_arguments_are_followed_to_the_base_class():
     keys = accepted_keys("promptscale.methods.prompt_tuning.PromptTuning")
-    assert {"prompt_length", "init", "lr", "eval_mode", "max_new_tokens", "val_check_interval"} <= keys
+    assert {"prompt_length", "init", "model", "tasks", "optimizer", "evaluation"} <= keys
+    assert "lr" not in keys  # the learning rate is the recipe's, not the method's
     assert accepted_keys("lightning.pytorch.strategies.DDPStrategy") is None  # **kwargs go to torch's DDP
 
 
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("data.batch_size=0", "data.batch_size must be positive"),
+        ("recipe.batch_size=0", "recipe.batch_size must be a positive integer"),
         ("data.max_input_length=-1", "data.max_input_length must be positive"),
-        ("method.prompt_length=-3", "method.prompt_length must be positive"),
+        ("method.prompt_length=-3", "method.prompt_length must be in 1..4096"),
         ("method.init=bogus", "method.init='bogus' is not one of"),
-        ("method.lr=0", "method.lr must be positive"),
-        ("trainer.max_steps=-5", "trainer.max_steps must be positive"),
+        ("recipe.optimizer.lr=0", "recipe.optimizer.lr must be positive"),
+        ("recipe.optimizer.name=sgd", "recipe.optimizer.name='sgd' is not one of"),
+        ("recipe.max_steps=-5", "recipe.max_steps must be a positive integer"),
+        ("recipe.optimizer.warmup_steps=9", r"recipe.optimizer.warmup_steps=9 must be >= 0 and below"),
+        ("evaluation.protocol=beam", "evaluation.protocol='beam' is not one of"),
+        ("evaluation.max_new_tokens=0", "evaluation.max_new_tokens must be positive"),
         ("model.d_model=0", "model.d_model must be positive"),
+        ("seed=abc", "seed must be an integer, got 'abc'"),
+        ("figure.group_by=[method.prompt_lenght]", "figure.group_by names 'method.prompt_lenght'"),
+        ("figure.draw=[figure9]", r"figure.draw: unknown figure 'figure9' \(did you mean 'figure3'\?\)"),
+        ("figure.protocols=[beam]", r"figure.protocols: unknown protocol 'beam'"),
     ],
 )
 def test_impossible_values_fail_before_any_model(make_config, override, message):

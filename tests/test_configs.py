@@ -2,12 +2,19 @@
 the paper experiment composes for every sweep cell and starts with a tiny stand-in model."""
 
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
+import yaml
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from promptscale.hardware import resolve_precision
+from promptscale.job import JobSpec
+from promptscale.optim import OptimizerSpec
 from promptscale.train import run
 
 from conftest import CONF_DIR, compose_config
@@ -33,8 +40,11 @@ def test_every_option_composes_and_instantiates(tmp_path, group, option):
     elif group == "callbacks":
         [instantiate(c) for c in node.values()]
     elif group == "trainer" and node.get("accelerator") == "cpu" and node.get("devices", 1) == 1:
-        instantiate(node, max_steps=1, val_check_interval=1, logger=False)
-    # methods are instantiated with a tiny model on every task in test_train.py
+        precision = resolve_precision(node.precision, node.accelerator)  # as the job resolves `auto`
+        instantiate(node, max_steps=1, val_check_interval=1, logger=False, precision=precision)
+    elif group == "method":
+        JobSpec.from_config(cfg)  # the recipe and evaluation blocks it sets are valid
+    # methods are built with a tiny model on every task in test_train.py
 
 
 @pytest.mark.parametrize("group", ["model", "method", "task"])
@@ -66,18 +76,40 @@ def test_paper_experiment_covers_sizes_methods_tasks_seeds(tmp_path):
 
 
 def test_paper_recipes(tmp_path):
-    cfg = compose_config(tmp_path, ["experiment=lester2021_fig1", "method=prompt_tuning"])
-    m = cfg.method
-    assert (m.prompt_length, m.init, m.lr, m.weight_decay, m.batch_size, m.max_steps) == (
-        100,
-        "class_label",
-        0.3,
-        1e-5,
-        32,
-        30000,
-    )
-    cfg = compose_config(tmp_path, ["experiment=lester2021_fig1", "method=model_tuning"])
-    assert cfg.method.lr == 1e-3
+    spec = JobSpec.from_config(compose_config(tmp_path, ["experiment=lester2021_fig1", "method=prompt_tuning"]))
+    m, r = spec.cfg.method, spec.recipe
+    assert (m.prompt_length, m.init, r.batch_size, r.max_steps) == (100, "class_label", 32, 30000)
+    assert r.optimizer == OptimizerSpec("adafactor", lr=0.3, weight_decay=1e-5, total_steps=30000)
+    assert r.optimizer.setting("decay_rate") == 0.8 and r.optimizer.setting("clip_threshold") == 1.0
+    spec = JobSpec.from_config(compose_config(tmp_path, ["experiment=lester2021_fig1", "method=model_tuning"]))
+    assert (spec.recipe.optimizer.lr, spec.recipe.batch_size) == (1e-3, 128)
+    spec = JobSpec.from_config(compose_config(tmp_path, ["experiment=lester2021_fig1", "method=prefix_tuning"]))
+    assert (spec.recipe.optimizer.name, spec.recipe.optimizer.schedule) == ("adamw", "linear")
+    spec = JobSpec.from_config(compose_config(tmp_path, ["experiment=lester2021_fig1", "method=prompt_design"]))
+    assert spec.recipe.optimizer is None  # nothing trains: no learning rate anywhere
+
+
+@pytest.mark.parametrize(
+    "experiment", ["lester2021_fig1", "ablation_prompt_length", "ablation_prompt_init", "ablation_objective"]
+)
+def test_paper_experiments_use_the_papers_protocol(tmp_path, experiment):
+    """Generation + T5's postprocessing selects checkpoints; prompt design keeps ranking (GPT-3's)."""
+    spec = JobSpec.from_config(compose_config(tmp_path, [f"experiment={experiment}"]))
+    assert spec.evaluation.protocol == spec.primary_protocol == "generate"
+    if experiment == "lester2021_fig1":  # the ablations sweep prompt tuning only
+        design = JobSpec.from_config(compose_config(tmp_path, [f"experiment={experiment}", "method=prompt_design"]))
+        assert design.primary_protocol == "rank"
+
+
+def test_paper_experiment_cfg_job_shows_the_protocol():
+    """``promptscale-train experiment=lester2021_fig1 --cfg job`` prints the primary protocol."""
+    out = subprocess.run(
+        [sys.executable, "-m", "promptscale.train", "experiment=lester2021_fig1", "--cfg", "job"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    evaluation = yaml.safe_load(out.stdout)["evaluation"]
+    assert evaluation == {"protocol": "generate", "max_new_tokens": 62}
 
 
 def test_paper_experiment_starts_with_a_tiny_stand_in(tmp_path):
@@ -88,7 +120,7 @@ def test_paper_experiment_starts_with_a_tiny_stand_in(tmp_path):
             "experiment=lester2021_fig1",
             "model=tiny_s",
             "logger=none",
-            "trainer.max_steps=1",
+            "recipe.max_steps=1",
             "trainer.enable_progress_bar=false",
             "data.eval_limit=2",
             "data.train_limit=2",

@@ -38,12 +38,12 @@ def test_pad_shapes():
 
 def dm(make_config, task, *overrides):
     cfg = make_config("method=model_tuning", f"task={task}", *overrides)
-    data = instantiate(cfg.data, seed=0)
+    data = instantiate(cfg.data, seed=0, batch_size=4)
     data.load()
     tok = instantiate(cfg.model).build_tokenizer()
     from promptscale.data.formats import format_examples
 
-    data.attach(tok, lambda t, r, train: format_examples(t, r, prefix=True, train=train), 4)
+    data.attach(tok, lambda t, r, train: format_examples(t, r, prefix=True, train=train))
     return data
 
 
@@ -75,8 +75,16 @@ def test_eval_batch_carries_all_choices(make_config):
     assert batch["choice_labels"].shape[0] == n == batch["choice_owner"].shape[0]
 
 
-@pytest.mark.parametrize("key", ["batch_size", "eval_batch_size", "max_input_length"])
+@pytest.mark.parametrize("key", ["eval_batch_size", "max_input_length"])
 def test_non_positive_sizes_fail(make_config, key):
     cfg = make_config("task=rte", f"data.{key}=0")
-    with pytest.raises(Exception, match=key):
-        instantiate(cfg.data)
+    with pytest.raises(Exception, match=f"data.{key} must be positive"):  # Hydra wraps the ValueError
+        instantiate(cfg.data, batch_size=4)
+
+
+def test_a_task_without_evaluation_examples_fails_instead_of_finishing_with_no_result(make_config):
+    """An empty dev split would end a run with no rows, so every relaunch would retrain it."""
+    from promptscale.train import run
+
+    with pytest.raises(ValueError, match="task 'rte' has no val examples to score"):
+        run(make_config("task=rte", "data.eval_limit=0"))

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from promptscale.distributed import ShardedResumableBatchSampler, shard_eval_batches
+from promptscale.job import JobSpec, build_job
 from promptscale.store.results import ResultsStore
 
 from conftest import ROOT, compose_config
@@ -21,12 +22,12 @@ COMMON = [
     "model=tiny_s",
     "method=prompt_tuning",
     "task=cb",
-    "data.batch_size=4",
+    "recipe.batch_size=4",
     "data.train_limit=8",
     "data.eval_limit=10",
     "data.eval_batch_size=4",
-    "trainer.max_steps=2",
-    "trainer.val_check_interval=2",
+    "recipe.max_steps=2",
+    "recipe.val_check_interval=2",
 ]
 
 
@@ -57,22 +58,26 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout + proc.stderr
 
     rows = ResultsStore(tmp_path / "results.jsonl").rows()
-    assert sorted(r["metric"] for r in rows) == ["accuracy", "f1_macro"]  # one writer: rank 0
+    metrics = sorted((r["protocol"], r["metric"]) for r in rows)  # one writer: rank 0, each row once
+    assert metrics == [("generate", m) for m in ("accuracy", "f1_macro", "invalid")] + [
+        ("rank", "accuracy"),
+        ("rank", "f1_macro"),
+    ]
     assert {r["examples"] for r in rows} == {10}  # the pad batch was not scored twice
     assert len(list((out / "wandb").glob("offline-run-*"))) == 1  # W&B on rank 0 only
     (best,) = (out / "checkpoints").glob("best-*.ckpt")
 
     # The same prompt, evaluated by one process.
     cfg = compose_config(tmp_path / "single", ["trainer=cpu", "logger=none", *COMMON])
-    L.seed_everything(cfg.seed, workers=True)  # as run() does: the frozen backbone is rebuilt identically
-    data = instantiate(cfg.data, seed=cfg.seed)
-    data.load()
-    method = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=["cb"])
-    data.attach(method.tokenizer, method.format, method.batch_size)
+    job = build_job(JobSpec.from_config(cfg), training=False)  # the frozen backbone comes from the seed
+    method = job.method
     method.load_state_dict(torch.load(best, weights_only=False)["state_dict"], strict=False)
-    L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False).validate(method, datamodule=data)
+    method.best = {}
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+    trainer.validate(method, datamodule=job.data)
     assert method.best["cb"].examples == 10
-    assert {r["metric"]: r["value"] for r in rows} == method.best["cb"].metrics
+    for protocol, values in method.best["cb"].metrics.items():
+        assert {r["metric"]: r["value"] for r in rows if r["protocol"] == protocol} == values
 
 
 def test_training_batches_are_the_global_batch_split_across_ranks():
@@ -89,7 +94,7 @@ def test_sharded_strategies_compose(tmp_path):
     for name in ("ddp", "fsdp", "deepspeed"):
         cfg = compose_config(tmp_path, [f"trainer={name}"])
         OmegaConf.to_container(cfg, resolve=True)
-        assert cfg.trainer.precision == "bf16-mixed"
+        assert cfg.trainer.accelerator == "gpu" and cfg.trainer.precision == "auto"  # bf16 where the GPU has it
     fsdp = compose_config(tmp_path, ["trainer=fsdp"]).trainer.strategy
     strategy = instantiate(fsdp)
     assert strategy._state_dict_type == "sharded"

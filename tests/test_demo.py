@@ -43,10 +43,12 @@ def test_demo_sweep_writes_rows_and_figure_then_skips_everything(tmp_path):
         for t in (sweep.joint_tasks if method == "multitask_model_tuning" else ("cb", "rte"))
     }
     assert jobs == expected  # every job has its rows; multi-task runs once on all joint tasks
-    assert len(rows) == len({(r["config_hash"], r["task"], r["metric"]) for r in rows})  # none twice
+    assert len(rows) == len({(r["config_hash"], r["task"], r["protocol"], r["metric"]) for r in rows})  # none twice
+    assert {r["protocol"] for r in rows} == {"generate", "rank"}  # every job, both protocols
     assert all(r["wandb_run_id"] for r in rows)  # every job logged to (offline) W&B
-    for name in ("figure1.png", "figure1.pdf", "figure1.csv", "tasks.md", "tasks.csv"):
-        assert (tmp_path / "figures" / "demo" / name).stat().st_size > 0
+    for protocol_dir in ("", "rank"):  # the paper's protocol, then rank classification
+        for name in ("figure1.png", "figure1.pdf", "figure1.csv", "tasks.md", "tasks.csv"):
+            assert (tmp_path / "figures" / "demo" / protocol_dir / name).stat().st_size > 0
     before = store.read_bytes()
     second = launch(tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -13,11 +13,11 @@ SETUP = [
     "trainer.enable_progress_bar=false",
     "method=model_tuning",
     "task=rte",
-    "data.batch_size=4",
+    "recipe.batch_size=4",
     "data.train_limit=8",
     "data.eval_limit=8",
-    "trainer.max_steps=4",
-    "trainer.val_check_interval=2",
+    "recipe.max_steps=4",
+    "recipe.val_check_interval=2",
 ]
 
 

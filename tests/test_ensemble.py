@@ -8,20 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from promptscale.ensemble import (
+from promptscale.evaluation import evaluate_batch
+from promptscale.job import rebuild_job
+from promptscale.prompts.ensemble import (
     ENSEMBLE_FILES,
     PromptEnsemble,
-    build_method,
     ensemble_table,
     evaluate_ensemble,
-    find_prompt_runs,
-    load_prompt,
     main,
     majority_vote,
 )
+from promptscale.prompts.runs import checkpoint_prompt, find_prompt_runs
 from promptscale.train import run
 
 from conftest import FAST, compose_config
@@ -42,14 +41,21 @@ def train_prompt_runs(root: Path, jobs: list[list[str]], experiment: str = "demo
     return out
 
 
-def built(make_config, task: str, length: int = 4):
-    cfg = make_config(f"task={task}", f"method.prompt_length={length}", "data.eval_limit=12", "data.eval_batch_size=6")
-    data = instantiate(cfg.data, seed=0)
-    data.load()
-    torch.manual_seed(0)  # the same random backbone whatever ran before
-    method = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=[task]).eval()
-    data.attach(method.tokenizer, method.format, method.batch_size)
-    return method, data
+def built(make_job, task: str, length: int = 4, *overrides: str):
+    job = make_job(f"task={task}", f"method.prompt_length={length}", "data.eval_limit=12", "data.eval_batch_size=6",
+                   *overrides)  # fmt: skip
+    return job.method.eval(), job.data
+
+
+def ranks(ens: PromptEnsemble, batch: dict) -> list[list[int]]:
+    """Each prompt's rank-classification prediction per example, from the replicated pass: [N][B]."""
+    scores = ens.choice_log_likelihoods(batch)  # [N, C]
+    owner = batch["choice_owner"].tolist()
+    out = []
+    for row in scores.tolist():
+        per_example = [[s for s, o in zip(row, owner) if o == b] for b in range(len(batch["examples"]))]
+        out.append([max(range(len(s)), key=s.__getitem__) for s in per_example])
+    return out
 
 
 def disagreeing_prompts(method, batch, n: int = 3) -> torch.Tensor:
@@ -57,13 +63,13 @@ def disagreeing_prompts(method, batch, n: int = 3) -> torch.Tensor:
     nearly prompt-blind, so draw candidates and pick a dissenter): ``[N, P, H]``."""
     torch.manual_seed(2)
     candidates = torch.randn(64, 4, method.model.config.d_model) * 5  # [64, P, H]
-    preds, _ = PromptEnsemble(method, candidates).rank(batch)
+    preds = ranks(PromptEnsemble(method, candidates), batch)
     odd = next(i for i in range(1, 64) if preds[i] != preds[0])
     return candidates[[odd, *[j for j in range(64) if j != odd][: n - 1]]]
 
 
-def test_one_replicated_forward_matches_each_prompt_alone(make_config):
-    method, data = built(make_config, "cb")
+def test_one_replicated_forward_matches_each_prompt_alone(make_job):
+    method, data = built(make_job, "cb", 4, "evaluation.protocol=rank")
     batch = next(iter(data.val_dataloader()))
     prompts = disagreeing_prompts(method, batch)  # [3, P, H]
     ens = PromptEnsemble(method, prompts)
@@ -75,32 +81,39 @@ def test_one_replicated_forward_matches_each_prompt_alone(make_config):
         method.model.decoder.register_forward_pre_hook(lambda m, a: seen.__setitem__("decoder", seen["decoder"] + 1)),
     ]
     b, t = batch["input_ids"].shape
-    individual, vote = ens.rank(batch)
-    for h in hooks:
-        h.remove()
+    scores = ens.choice_log_likelihoods(batch)
     assert seen["encoder"] == [(3 * b, 4 + t, method.model.config.d_model)]  # [N*B, P+T, H], once
     assert seen["decoder"] == 1  # every choice of every prompt in one decoder pass
-    assert ens.choice_log_likelihoods(batch).shape == (3, len(batch["choice_owner"]))  # [N, C]
-    for i in range(3):  # each prompt's predictions equal the method's own, prompt by prompt
+    assert scores.shape == (3, len(batch["choice_owner"]))  # [N, C]
+    seen["encoder"] = []
+    individual, vote = ens.evaluate(batch)  # both protocols, still one encoder pass
+    for h in hooks:
+        h.remove()
+    assert seen["encoder"] == [(3 * b, 4 + t, method.model.config.d_model)]
+    for i in range(3):  # each prompt's results equal the method's own, prompt by prompt
         with torch.no_grad():
             method.prompt.embedding.copy_(prompts[i])
-        assert individual[i] == method.rank(batch)
-    assert len({tuple(p) for p in individual}) > 1  # the prompts disagree: a real vote
-    for j, col in enumerate(zip(*individual)):
+            alone = evaluate_batch(method, batch, method.evaluation)
+        assert [r.ranked for r in individual[i]] == [r.ranked for r in alone]
+        assert [r.text for r in individual[i]] == [r.text for r in alone]
+        assert [r.scores for r in individual[i]] == pytest.approx([r.scores for r in alone], abs=1e-4)
+    predictions = [[r.ranked for r in results] for results in individual]
+    assert len({tuple(p) for p in predictions}) > 1  # the prompts disagree: a real vote
+    for j, col in enumerate(zip(*predictions)):
         top, count = Counter(col).most_common(1)[0]
         if count > 1:
             assert vote[j] == top  # the majority of the 3 individual predictions
 
 
-def test_three_choice_votes_break_ties_by_likelihood(make_config):
-    method, data = built(make_config, "cb")
+def test_three_choice_votes_break_ties_by_likelihood(make_job):
+    method, data = built(make_job, "cb", 4, "evaluation.protocol=rank")
     torch.manual_seed(1)
     ens = PromptEnsemble(method, torch.randn(3, 4, method.model.config.d_model) * 5)
     batch = next(iter(data.val_dataloader()))
-    individual, vote = ens.rank(batch)
+    individual, vote = ens.evaluate(batch)
     scores = ens.choice_log_likelihoods(batch)
     owner = batch["choice_owner"].tolist()
-    for j, col in enumerate(zip(*individual)):
+    for j, col in enumerate(zip(*([r.ranked for r in results] for results in individual))):
         counts = Counter(col)
         if max(counts.values()) > 1:
             assert vote[j] == counts.most_common(1)[0][0]
@@ -115,27 +128,27 @@ def test_majority_vote():
     assert majority_vote(["a", "b"]) == "a"  # generation: the earliest prompt's answer
 
 
-def test_generation_ensemble(make_config):
-    method, data = built(make_config, "wsc")
-    method.max_new_tokens = 3
+def test_generation_ensemble(make_job):
+    method, data = built(make_job, "wsc", 4, "evaluation.max_new_tokens=3")
     ens = PromptEnsemble(method, torch.randn(3, 4, method.model.config.d_model))
     batch = next(iter(data.val_dataloader()))
-    individual, vote = ens.predict(batch)
+    individual, vote = ens.evaluate(batch)
     assert len(individual) == 3 and len(vote) == len(batch["examples"])
     assert all(isinstance(v, str) for v in vote)
 
 
-def test_rebuilt_backbone_is_the_trained_one(make_config):
-    cfg = make_config("task=rte", "seed=3")
-    import lightning as L
-
-    L.seed_everything(3)
-    data = instantiate(cfg.data, seed=3)
-    data.load()
-    trained = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=["rte"])
-    method, _ = build_method(cfg)
-    for (name, a), b in zip(trained.model.state_dict().items(), method.model.state_dict().values()):
+def test_rebuilt_job_has_the_trained_backbone_and_prompt(tmp_path):
+    [rows] = train_prompt_runs(tmp_path, [["task=rte", "seed=3", "method.prompt_length=4"]])
+    job_dir = Path(rows[0]["run_dir"])
+    [ckpt] = (job_dir / "checkpoints").glob("best-*.ckpt")
+    trained = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]["prompt.embedding"]
+    torch.manual_seed(99)  # whatever ran before does not matter: nothing is replayed
+    job = rebuild_job(job_dir, ckpt)
+    assert torch.equal(job.method.prompt.embedding, trained)
+    fresh = rebuild_job(job_dir)  # the backbone is a pure function of the saved config
+    for (name, a), b in zip(job.method.model.state_dict().items(), fresh.method.model.state_dict().values()):
         assert torch.equal(a, b), name
+    assert job.method.best["rte"].step == rows[0]["step"]
 
 
 def test_ensemble_table_and_cli(tmp_path):
@@ -146,18 +159,17 @@ def test_ensemble_table_and_cli(tmp_path):
             f"method.init_seed={i}",
             "method.prompt_length=4",
             "data.eval_limit=12",
-            "trainer.max_steps=4",
+            "recipe.max_steps=4",
         ]
         for i in range(3)
     ]
     rows = train_prompt_runs(tmp_path, jobs)
     runs = find_prompt_runs(tmp_path, tmp_path / "results.jsonl", "demo")
     assert len(runs) == 3 and {r.config_hash for r in runs} == {rs[0]["config_hash"] for rs in rows}
-    prompt, stored = load_prompt(runs[0].checkpoint)
-    assert prompt.shape == (4, 32) and "rte" in stored
+    prompt, stored = checkpoint_prompt(runs[0].checkpoint, runs[0].protocol)
+    assert prompt.shape == (4, 32) and "rte" in stored and runs[0].protocol == "generate"
     # each prompt, re-evaluated on the rebuilt frozen model, scores what its run stored
-    method, data = build_method(runs[0].config)
-    result = evaluate_ensemble(method, data, torch.stack([r.prompt for r in runs]))
+    result = evaluate_ensemble(rebuild_job(runs[0].job_dir), torch.stack([r.prompt for r in runs]))
     assert [m["accuracy"] for m in result["rte"]["individual"]] == pytest.approx(
         [r.stored["rte"]["accuracy"] for r in runs]
     )

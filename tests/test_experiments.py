@@ -7,9 +7,9 @@ import itertools
 
 import pytest
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from promptscale.evaluation import decode_generated
 from promptscale.grouping import parse_setting, setting
 from promptscale.train import run
 
@@ -24,7 +24,7 @@ TINY_JOB = {
     "ablation_prompt_init": (["method.init=random_uniform"], "init=random_uniform"),
     # generation with sentinel targets: the decoded text loses the sentinel before scoring
     "ablation_objective": (
-        ["data.target_sentinel=true", "method.eval_mode=generate", "method.max_new_tokens=4"],
+        ["data.target_sentinel=true", "evaluation.max_new_tokens=4"],
         "pretraining=tiny_s, target_sentinel=true",
     ),
 }
@@ -100,18 +100,14 @@ def test_unknown_group_by_key_fails(make_config):
 # ---------------------------------------------------------------------- + sentinel
 
 
-def attached(make_config, *overrides):
-    cfg = make_config("task=cb", *overrides)
-    data = instantiate(cfg.data, seed=0)
-    data.load()
-    method = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=["cb"])
-    data.attach(method.tokenizer, method.format, method.batch_size)
-    return data, method
+def attached(make_job, *overrides):
+    job = make_job("task=cb", *overrides)
+    return job.data, job.method
 
 
-def test_sentinel_is_prepended_to_targets_and_choices(make_config):
-    plain, method = attached(make_config)
-    with_sentinel, _ = attached(make_config, "data.target_sentinel=true")
+def test_sentinel_is_prepended_to_targets_and_choices(make_job):
+    plain, method = attached(make_job)
+    with_sentinel, _ = attached(make_job, "data.target_sentinel=true")
     sentinel = method.tokenizer.convert_tokens_to_ids("<extra_id_0>")
     for a, b in zip(plain.train_items + plain.eval_items, with_sentinel.train_items + with_sentinel.eval_items):
         assert b.input_ids == a.input_ids  # inputs unchanged
@@ -121,24 +117,23 @@ def test_sentinel_is_prepended_to_targets_and_choices(make_config):
     assert (batch["choice_labels"][:, 0] == sentinel).all()
 
 
-def test_sentinel_keeps_within_target_length(make_config):
-    data, method = attached(make_config, "data.target_sentinel=true", "data.max_target_length=3")
+def test_sentinel_keeps_within_target_length(make_job):
+    data, method = attached(make_job, "data.target_sentinel=true", "data.max_target_length=3")
     sentinel, eos = method.tokenizer.convert_tokens_to_ids("<extra_id_0>"), method.tokenizer.eos_token_id
     for item in data.train_items:
         assert len(item.target_ids) <= 3 and item.target_ids[0] == sentinel and item.target_ids[-1] == eos
 
 
-def test_generated_sentinel_is_dropped_before_postprocessing(make_config):
-    """Generation decodes with skip_special_tokens=True, which removes every <extra_id_*>."""
-    _, method = attached(make_config)
+def test_generated_sentinel_is_dropped_before_postprocessing_only_when_trained_with_it(make_job):
+    """One leading sentinel is the "+ sentinel" target format; any other sentinel makes an output
+    invalid, as in T5X, where sentinels decode to unknown pieces (Figure 3c's collapse)."""
+    _, method = attached(make_job)
     tok = method.tokenizer
-    ids = [
-        tok.convert_tokens_to_ids("<extra_id_0>"),
-        *tok("neutral", add_special_tokens=False)["input_ids"],
-        tok.convert_tokens_to_ids("<extra_id_1>"),
-        tok.eos_token_id,
-    ]
-    assert tok.batch_decode(torch.tensor([ids]), skip_special_tokens=True) == ["neutral"]
+    neutral = tok("neutral", add_special_tokens=False)["input_ids"]
+    s0, s1 = tok.convert_tokens_to_ids("<extra_id_0>"), tok.convert_tokens_to_ids("<extra_id_1>")
+    ids = torch.tensor([[0, s0, *neutral, tok.eos_token_id], [0, s1, *neutral, tok.eos_token_id]])
+    assert decode_generated(tok, ids, strip_sentinel=True) == ["neutral", "<extra_id_1> neutral"]
+    assert decode_generated(tok, ids, strip_sentinel=False) == ["<extra_id_0> neutral", "<extra_id_1> neutral"]
 
 
 def test_experiments_readme_names_every_ablation():

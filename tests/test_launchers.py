@@ -56,9 +56,9 @@ def test_submitit_local_sweep_jobs_share_one_store(tmp_path):
         "method=prompt_tuning",
         "task=cb,copa,rte",
         "logger=none",
-        "trainer.max_steps=2",
-        "trainer.val_check_interval=2",
-        "data.batch_size=4",
+        "recipe.max_steps=2",
+        "recipe.val_check_interval=2",
+        "recipe.batch_size=4",
         "data.train_limit=4",
         "data.eval_limit=4",
         "trainer.enable_progress_bar=false",
@@ -73,9 +73,9 @@ def test_submitit_local_sweep_jobs_share_one_store(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even a torn last line
         rows = ResultsStore(tmp_path / "results.jsonl").rows()
-    keys = [(r["config_hash"], r["task"], r["metric"]) for r in rows]
+    keys = [(r["config_hash"], r["task"], r["protocol"], r["metric"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["task"] for r in rows} == {"cb", "copa", "rte"}
     order = [r["config_hash"] for r in rows]
-    for chash in set(order):  # one locked append per job: its rows are one contiguous block
+    for chash in set(order):  # one atomic file per job: its rows are one contiguous block
         first, last = order.index(chash), len(order) - 1 - order[::-1].index(chash)
         assert set(order[first : last + 1]) == {chash}

@@ -6,8 +6,8 @@ import pytest
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from promptscale.job import compose
 from promptscale.models import ModelSpec
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
@@ -24,8 +24,9 @@ PAPER_PARAMS = {
 
 
 def spec(config_file: Path, **overrides) -> ModelSpec:
-    cfg = OmegaConf.merge(OmegaConf.load(config_file), overrides)
-    return instantiate(cfg)
+    """The model group option composed as a run composes it (inherited sizes included)."""
+    cfg = compose([f"model={config_file.stem}", *(f"model.{k}={v}" for k, v in overrides.items())])
+    return instantiate(cfg.model)
 
 
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
@@ -84,3 +85,19 @@ def test_embedded_tokenizer_is_t5_style():
 def test_bad_values_fail_at_construction(key, value):
     with pytest.raises((ValueError, InstantiationException), match=key):
         spec(CONF / "tiny_s.yaml", **{key: value})
+
+
+def test_a_path_on_a_random_init_model_is_refused_not_ignored():
+    """Before: the path was silently ignored and a random model trained (exit 0, rows written)."""
+    with pytest.raises(
+        (ValueError, InstantiationException), match=r"model.path=/does/not/exist is set but model.init=random"
+    ):
+        spec(CONF / "tiny_s.yaml", path="/does/not/exist")
+
+
+def test_a_missing_local_folder_says_folder_not_found():
+    """Before: a missing path on a pretrained model said "Repo id must be in the form ..."."""
+    with pytest.raises(
+        (FileNotFoundError, InstantiationException), match=r"model.path=/does/not/exist: folder not found"
+    ):
+        spec(CONF / "small.yaml", path="/does/not/exist")

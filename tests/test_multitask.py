@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from promptscale.data.datamodule import MixtureSampler, mixing_rates
 from promptscale.data.tasks import get_task
@@ -11,18 +10,14 @@ from promptscale.train import run
 from conftest import SUPERGLUE
 
 
-def attached(make_config, *overrides, tasks=("record", "cb", "rte")):
-    cfg = make_config("method=multitask_model_tuning", f"data.tasks=[{','.join(tasks)}]", *overrides)
-    data = instantiate(cfg.data, seed=0)
-    data.load()
-    method = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=list(tasks))
-    data.attach(method.tokenizer, method.format, method.batch_size)
-    return data, method
+def attached(make_job, *overrides, tasks=("record", "cb", "rte")):
+    job = make_job("method=multitask_model_tuning", f"data.tasks=[{','.join(tasks)}]", *overrides)
+    return job.data, job.method
 
 
 @pytest.mark.parametrize("cap", [2**19, 3])
-def test_mixing_rates_count_record_once_per_gold_answer(make_config, cap):
-    data, _ = attached(make_config, f"data.mixing_cap={cap}", "data.train_limit=null")
+def test_mixing_rates_count_record_once_per_gold_answer(make_job, cap):
+    data, _ = attached(make_job, f"data.mixing_cap={cap}", "data.train_limit=null")
     records = {t: data.records[(t, "train")] for t in data.tasks}
     gold = sum(len({a["text"] for a in qa["answers"]}) for r in records["record"] for qa in r["qas"])
     expected_sizes = [gold, len(records["cb"]), len(records["rte"])]
@@ -48,30 +43,30 @@ def test_config_cap_defaults_to_t5(make_config):
     assert make_config("method=multitask_model_tuning", "task=superglue").data.mixing_cap == 2**19
 
 
-def test_task_prefix_is_kept(make_config):
-    data, _ = attached(make_config)
+def test_task_prefix_is_kept(make_job):
+    data, _ = attached(make_job)
     assert {item.example.inputs.split()[0] for item in data.train_items} == {"record", "cb", "rte"}
 
 
-def test_single_task_adds_no_per_task_checkpoints(make_config):
-    _, method = attached(make_config, tasks=("rte",))
+def test_single_task_adds_no_per_task_checkpoints(make_job):
+    _, method = attached(make_job, tasks=("rte",))
     assert method.configure_callbacks() == []
-    _, multi = attached(make_config)
+    _, multi = attached(make_job)
     assert len(multi.configure_callbacks()) == 1
 
 
 def test_one_run_scores_every_task_with_its_own_best_checkpoint(make_config, tmp_path):
     cfg = make_config(
-        "method=multitask_model_tuning", "task=superglue", "trainer.max_steps=4", "trainer.val_check_interval=2"
+        "method=multitask_model_tuning", "task=superglue", "recipe.max_steps=4", "recipe.val_check_interval=2"
     )
     rows = run(cfg)
     assert {r["task"] for r in rows} == set(SUPERGLUE)
     for task in SUPERGLUE:
-        task_rows = [r for r in rows if r["task"] == task]
+        task_rows = [r for r in rows if r["task"] == task and r["protocol"] == "rank"]
         assert {r["metric"] for r in task_rows} == set(get_task(task).metrics)
         ckpt = torch.load(
             tmp_path / "run" / "checkpoints" / f"best-{task}.ckpt", map_location="cpu", weights_only=False
         )
         # the file holds the weights of the step whose dev score the rows report
         assert ckpt["global_step"] == task_rows[0]["step"] == ckpt["promptscale_best"][task]["step"]
-        assert ckpt["promptscale_best"][task]["metrics"] == {r["metric"]: r["value"] for r in task_rows}
+        assert ckpt["promptscale_best"][task]["metrics"]["rank"] == {r["metric"]: r["value"] for r in task_rows}

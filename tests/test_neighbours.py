@@ -5,12 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from hydra.utils import instantiate
 from test_ensemble import train_prompt_runs
 
-from promptscale.ensemble import find_prompt_runs
 from promptscale.models import EMBEDDED_TOKENIZER_DIR
-from promptscale.neighbours import (
+from promptscale.prompts.neighbours import (
     NEIGHBOUR_FILES,
     backbone_embeddings,
     label_pieces,
@@ -19,6 +17,7 @@ from promptscale.neighbours import (
     prompt_neighbours,
     summarize,
 )
+from promptscale.prompts.runs import find_prompt_runs
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +65,11 @@ def test_class_labels_among_neighbours(embeddings, tokenizer):
     assert prompt_neighbours(embeddings[far], embeddings, tokenizer, "rte", k=1)[1]["labels_found"] == []
 
 
-def test_backbone_embeddings_are_the_trained_ones(make_config):
-    import lightning as L
-
-    cfg = make_config("task=cb", "seed=7")
-    L.seed_everything(7)
-    data = instantiate(cfg.data, seed=7)
-    data.load()
-    trained = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=["cb"])
-    emb, tok = backbone_embeddings(cfg)
+def test_backbone_embeddings_are_the_trained_ones(make_job):
+    job = make_job("task=cb", "seed=7")
+    trained = job.method
+    torch.manual_seed(123)  # whatever ran in between: the backbone comes from the config alone
+    emb, tok = backbone_embeddings(job.spec.cfg)
     assert torch.equal(emb, trained.model.get_input_embeddings().weight.detach())
     assert len(tok) == len(trained.tokenizer)
 

@@ -5,7 +5,7 @@ import lightning as L
 import pytest
 import torch
 
-from promptscale.figures import score_table
+from promptscale.report.scores import score_table
 from promptscale.resume import NonFiniteLossError
 from promptscale.store.results import ResultsStore
 from promptscale.train import run
@@ -32,8 +32,8 @@ def test_nan_loss_stops_with_the_step_keeps_checkpoint_and_records_failure(make_
         "method=prompt_tuning",
         "task=cb",
         "data.train_limit=16",
-        "trainer.max_steps=8",
-        "trainer.val_check_interval=4",
+        "recipe.max_steps=8",
+        "recipe.val_check_interval=4",
         "callbacks.resume.every_n_steps=3",
         "+callbacks.poison={_target_:test_numerics.PoisonAtStep,step:5}",
     )

@@ -14,6 +14,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from promptscale.methods.prefix_tuning import PrefixTuning
 from promptscale.modules.prefix import PrefixEncoder, attach_prefixes, extend_bias, extend_mask
+from promptscale.optim import OptimizerSpec
 
 from conftest import CONF_DIR
 
@@ -43,17 +44,15 @@ def logits(model: nn.Module, batch: dict) -> torch.Tensor:
 
 # -- configuration ---------------------------------------------------------------------------
 @pytest.mark.parametrize("length", [0, -3])
-def test_impossible_prefix_length_names_the_key(make_config, length):
-    cfg = make_config("method=prefix_tuning", f"method.prefix_length={length}")
+def test_impossible_prefix_length_names_the_key(make_job, length):
     with pytest.raises(ValueError, match=r"method\.prefix_length"):
-        instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=["rte"])
+        make_job("method=prefix_tuning", f"method.prefix_length={length}")
 
 
-def test_all_prefix_sets_off_is_an_error(make_config):
+def test_all_prefix_sets_off_is_an_error(make_job):
     off = ["method.encoder_self=false", "method.decoder_self=false", "method.decoder_cross=false"]
-    cfg = make_config("method=prefix_tuning", *off)
     with pytest.raises(ValueError, match="at least one prefix set"):
-        instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=["rte"])
+        make_job("method=prefix_tuning", *off)
 
 
 def test_trainable_parameters_follow_the_formula_and_backbone_is_frozen():
@@ -73,12 +72,14 @@ def test_prefix_width_is_heads_times_d_kv_not_d_model():
     assert encoder.mlp[-1].out_features == 3 * 2 * 6 * 64
 
 
-def test_optimizer_is_adamw_with_linear_decay_per_step():
-    method = make_method(lr=1e-3, weight_decay=0.01, max_steps=10)
-    config = method.configure_optimizers()
+def test_optimizer_is_adamw_with_linear_decay_per_step(make_job):
+    recipe = make_job("method=prefix_tuning", "recipe.optimizer.weight_decay=0.01", "recipe.max_steps=10").spec.recipe
+    assert recipe.optimizer == OptimizerSpec("adamw", lr=5e-5, weight_decay=0.01, schedule="linear", total_steps=10)
+    spec = OptimizerSpec("adamw", lr=1e-3, weight_decay=0.01, schedule="linear", total_steps=10)
+    config = make_method(optimizer=spec).configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     assert isinstance(optimizer, torch.optim.AdamW) and config["lr_scheduler"]["interval"] == "step"
-    assert optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(0.01 / 1e-3)  # torch multiplies by lr
     for _ in range(4):
         optimizer.step()
         scheduler.step()

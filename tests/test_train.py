@@ -16,12 +16,15 @@ from conftest import METHODS, SUPERGLUE
 def test_every_method_runs_on_every_task(make_config, method, task):
     cfg = make_config(f"method={method}", f"task={task}")
     rows = run(cfg)
-    metrics = {r["metric"] for r in rows}
-    assert {r["task"] for r in rows} == {task}
     from promptscale.data.tasks import get_task
 
-    assert metrics == set(get_task(task).metrics)
+    assert {r["task"] for r in rows} == {task}
+    assert {r["protocol"] for r in rows} == {"generate", "rank"}  # both protocols, one row set each
+    for protocol in ("generate", "rank"):
+        metrics = {r["metric"] for r in rows if r["protocol"] == protocol}
+        assert metrics == set(get_task(task).metrics) | ({"invalid"} if protocol == "generate" else set())
     assert all(0.0 <= r["value"] <= 100.0 for r in rows)
+    assert len({r["selected_by"] for r in rows}) == 1
     assert all(r["method"] == method and r["model"] == "tiny_s" for r in rows)
     assert ResultsStore(cfg.results).rows() == rows
     # measured counts: the backbone is the tiny architecture, trainable follows the method
@@ -99,7 +102,7 @@ def test_failed_run_writes_no_rows(make_config, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("evaluation exploded")
 
-    monkeypatch.setattr(base.TextToTextModule, "predict_batch", boom)
+    monkeypatch.setattr(base, "evaluate_batch", boom)
     cfg = make_config("task=rte")
     with pytest.raises(RuntimeError, match="exploded"):
         run(cfg)
@@ -130,18 +133,13 @@ def test_wandb_failure_never_fails_the_run(make_config, monkeypatch):
     assert rows and rows[0]["wandb_run_id"] is None
 
 
-def test_training_changes_only_trainable_parameters(make_config):
-    from hydra.utils import instantiate
-
+def test_training_changes_only_trainable_parameters(make_job):
     from promptscale.train import make_trainer
 
-    cfg = make_config("method=prompt_tuning", "task=rte")
-    data = instantiate(cfg.data, seed=0)
-    data.load()
-    method = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=["rte"])
-    data.attach(method.tokenizer, method.format, method.batch_size)
+    job = make_job("method=prompt_tuning", "task=rte")
+    method = job.method
     before = {k: v.clone() for k, v in method.state_dict().items()}
-    make_trainer(cfg, method, None).fit(method, datamodule=data)
+    make_trainer(job.spec, method, None).fit(method, datamodule=job.data)
     after = method.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"prompt.embedding"}

@@ -9,17 +9,45 @@ classes forward to their base class (a method's ``**kwargs`` go to ``TextToTextM
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Iterator
 from typing import Any
 
 from hydra.utils import get_object
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 GROUPS = ("model", "method", "data", "trainer", "logger", "callbacks")
-# Keys that run() passes itself, next to the configured ones.
-SUPPLIED = {"data": {"seed"}, "method": {"model", "tasks"}}
+# Keys that the job (job.build_job, train.make_trainer) passes itself, next to the configured ones.
+SUPPLIED = {
+    "data": {"seed", "batch_size"},
+    "model": {"seed"},
+    "method": {"model", "tasks", "optimizer", "evaluation"},
+    "trainer": {"max_steps", "val_check_interval", "logger", "callbacks", "plugins"},
+}
+# Keys that moved when the recipe and evaluation became blocks of their own.
+MOVED = {
+    "data.batch_size": "recipe.batch_size",
+    "trainer.max_steps": "recipe.max_steps",
+    "trainer.val_check_interval": "recipe.val_check_interval",
+    "method.batch_size": "recipe.batch_size",
+    "method.max_steps": "recipe.max_steps",
+    "method.val_check_interval": "recipe.val_check_interval",
+    "method.lr": "recipe.optimizer.lr",
+    "method.weight_decay": "recipe.optimizer.weight_decay",
+    "method.decay_rate": "recipe.optimizer.decay_rate",
+    "method.clip_threshold": "recipe.optimizer.clip_threshold",
+    "method.optimizer": "recipe.optimizer.name",
+    "method.eval_mode": "evaluation.protocol",
+    "method.max_new_tokens": "evaluation.max_new_tokens",
+}
+# Typed blocks without a _target_: block -> (class, keys the job sets itself).
+BLOCKS = {
+    "recipe": ("promptscale.job.Recipe", set()),
+    "recipe.optimizer": ("promptscale.optim.OptimizerSpec", {"total_steps"}),
+    "evaluation": ("promptscale.evaluation.EvaluationSpec", {"strip_sentinel"}),
+}
 FP16 = {"16", "16-mixed", "16-true", "fp16", "half"}
 
 
@@ -29,7 +57,13 @@ def check_config(cfg: DictConfig) -> None:
         if group in cfg and cfg[group] is not None:
             for path, node in _target_nodes(cfg[group], group):
                 _check_keys(path, node, SUPPLIED.get(path, set()))
+    for path, (target, supplied) in BLOCKS.items():
+        node = OmegaConf.select(cfg, path)
+        if node is not None:
+            _check_keys(path, node, supplied, target)
     _check_trainer_values(cfg.trainer)
+    _check_seed(cfg.get("seed"))
+    _check_figure(cfg)
 
 
 def _target_nodes(node: Any, path: str) -> Iterator[tuple[str, DictConfig]]:
@@ -52,6 +86,8 @@ def accepted_keys(target: str) -> set[str] | None:
     (that is where they go); elsewhere they end the check (e.g. DDP options passed through).
     """
     obj = get_object(target)
+    if dataclasses.is_dataclass(obj):
+        return {f.name for f in dataclasses.fields(obj)}
     if not isinstance(obj, type):
         params, var_kw = _params(obj)
         return None if var_kw else params
@@ -80,8 +116,10 @@ def _params(fn) -> tuple[set[str], bool]:
     return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
 
 
-def _check_keys(path: str, node: DictConfig, supplied: set[str]) -> None:
-    target = node["_target_"]
+def _check_keys(path: str, node: DictConfig, supplied: set[str], target: str | None = None) -> None:
+    if not isinstance(node, DictConfig):
+        raise ValueError(f"{path} must be a mapping of keys, got {node!r}")
+    target = target or node["_target_"]
     try:
         valid = accepted_keys(target)
     except (ImportError, AttributeError, ValueError) as err:
@@ -93,6 +131,9 @@ def _check_keys(path: str, node: DictConfig, supplied: set[str]) -> None:
         key = str(key)
         if key.startswith("_") or key in valid:
             continue
+        if f"{path}.{key}" in MOVED or key in supplied:
+            where = MOVED.get(f"{path}.{key}", "the job")
+            raise ValueError(f"config key {path}.{key} is not read from here any more: set {where} instead")
         close = difflib.get_close_matches(key, valid, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown config key {path}.{key}{hint}: {target} accepts {sorted(valid)}")
@@ -110,3 +151,27 @@ def _check_trainer_values(trainer: DictConfig) -> None:
         value = trainer.get(key)
         if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value <= 0:
             raise ValueError(f"trainer.{key} must be positive, got {value}")
+
+
+def _check_seed(seed: Any) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def _check_figure(cfg: DictConfig) -> None:
+    """``figure.group_by`` keys must exist and ``figure.draw`` name registered figures, before training."""
+    figure = cfg.get("figure") or {}
+    for key in figure.get("group_by") or []:
+        if OmegaConf.select(cfg, str(key), default=_MISSING) is _MISSING:
+            raise ValueError(f"figure.group_by names {key!r}, which is not a key of this config")
+    from promptscale.report import check_figure_names, check_protocol
+
+    check_figure_names(figure.get("draw") or [])
+    for protocol in figure.get("protocols") or []:
+        try:
+            check_protocol(protocol)
+        except ValueError as err:
+            raise ValueError(f"figure.protocols: {err}") from None
+
+
+_MISSING = object()

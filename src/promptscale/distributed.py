@@ -9,7 +9,7 @@ it would replace the mixture sampler. Instead:
   run sees the same data on 1 or 8 devices;
 * evaluation: rank ``r`` gets batches ``r, r + world, ...``; ranks with fewer batches repeat one
   (sharded strategies need the same number of forward calls on every rank), and
-  :func:`gather_predictions` drops the repeats, so each example counts exactly once.
+  :func:`gather_unique` drops the repeats, so each example counts exactly once.
 
 The training loader implements ``state_dict``/``load_state_dict`` (Lightning stores it in every
 checkpoint): a run resumed mid-epoch skips the batches it already trained on instead of
@@ -18,7 +18,7 @@ replaying the epoch from its start.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -146,7 +146,7 @@ def resumable(loader: DataLoader, rank: int = 0, world: int = 1) -> ResumableDat
 def shard_eval_batches(batches: Sequence[list[int]], rank: int, world: int) -> list[list[int]]:
     """Rank ``rank``'s evaluation batches: every ``world``-th, padded to the same count on all ranks.
 
-    A pad repeats one of the rank's own batches (or the first batch); :func:`gather_predictions`
+    A pad repeats one of the rank's own batches (or the first batch); :func:`gather_unique`
     drops the repeated predictions, unlike a ``DistributedSampler`` whose padding is scored.
     """
     if world == 1:
@@ -158,21 +158,21 @@ def shard_eval_batches(batches: Sequence[list[int]], rank: int, world: int) -> l
     return mine
 
 
-def gather_predictions(predictions: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """All ranks' ``(example, prediction)`` pairs on every rank, each example once, in rank order.
+def gather_unique(items: list[Any], key: Callable[[Any], Hashable]) -> list[Any]:
+    """All ranks' ``items`` on every rank, each ``key`` once, in rank order.
 
-    Examples are frozen dataclasses (equal by value, hashable) and unique within an evaluation
-    set (they carry their record id), so a repeat can only be an evaluation pad.
+    Evaluation items carry their ``Example`` (frozen, equal by value, unique within an evaluation
+    set: it carries its record id), so a repeated key can only be an evaluation pad.
     """
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return predictions
+        return items
     parts: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(parts, predictions)
+    dist.all_gather_object(parts, items)
     seen, merged = set(), []
     for part in parts:
-        for example, prediction in part:
-            if example not in seen:
-                seen.add(example)
-                merged.append((example, prediction))
+        for item in part:
+            if key(item) not in seen:
+                seen.add(key(item))
+                merged.append(item)
     return merged

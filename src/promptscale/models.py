@@ -36,6 +36,8 @@ class ModelSpec:
         feed_forward_proj: ``gated-gelu`` for T5 1.1.
         relative_attention_num_buckets: 32 for every T5.
         dropout_rate: 0.1 when fine-tuning (checkpoints were pre-trained without dropout).
+        seed: Seed of a random init (set by the job from the run's ``seed``): the weights are a
+            pure function of it, whatever was drawn before, so a saved run can be rebuilt.
     """
 
     name: str
@@ -53,6 +55,7 @@ class ModelSpec:
     feed_forward_proj: str = "gated-gelu"
     relative_attention_num_buckets: int = 32
     dropout_rate: float = 0.1
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -62,6 +65,16 @@ class ModelSpec:
                 raise ValueError(f"model.{key} must be positive, got {getattr(self, key)}")
         if self.init == "pretrained" and not (self.path or self.hub_id):
             raise ValueError(f"model {self.name!r}: init=pretrained needs model.path or model.hub_id")
+        if self.path is not None and self.init == "random":
+            raise ValueError(
+                f"model.path={self.path} is set but model.init=random builds random weights and would "
+                f"ignore it: drop model.path, or use model.init=pretrained to load it"
+            )
+        if self.path is not None and not Path(self.path).expanduser().is_dir():
+            raise FileNotFoundError(
+                f"model.path={self.path}: folder not found (expected a Hugging Face model folder with "
+                f"config.json and model.safetensors)"
+            )
 
     def t5_config(self) -> T5Config:
         """The ``T5Config`` of this architecture (untied embeddings, as T5 1.1)."""
@@ -84,11 +97,14 @@ class ModelSpec:
 
     def build(self) -> T5ForConditionalGeneration:
         """Returns the backbone: loaded weights (``pretrained``) or a fresh random init."""
-        model = self._load() if self.init == "pretrained" else T5ForConditionalGeneration(self.t5_config())
-        return untie_lm_head(model)
+        if self.init == "pretrained":
+            return untie_lm_head(self._load())
+        with torch.random.fork_rng(devices=[]):  # a pure function of the seed; the caller's RNG untouched
+            torch.manual_seed(self.seed)
+            return untie_lm_head(T5ForConditionalGeneration(self.t5_config()))
 
     def _load(self) -> T5ForConditionalGeneration:
-        source = self.path or self.hub_id
+        source = str(Path(self.path).expanduser()) if self.path else self.hub_id
         try:
             model = T5ForConditionalGeneration.from_pretrained(source, dropout_rate=self.dropout_rate)
         except (OSError, ValueError) as err:

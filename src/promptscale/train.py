@@ -1,9 +1,11 @@
 """Entry point: ``promptscale-train [overrides]`` (``-m`` or an experiment for sweeps).
 
-One job is linear: check the config -> skip if finished -> seed -> data (validated before any
-model exists) -> method (builds its own backbone) -> trainer -> fit (resuming this config's
-last checkpoint, if an earlier attempt left one) / evaluate -> result rows, appended at once by
-global rank 0. Resume, preemption and the non-finite loss guard live in ``resume.py``.
+One job is linear: check and hash the config (``job.JobSpec``) -> skip if the store has it ->
+claim the config (a twin launch skips it) -> build the job (seed, data validated before any
+model exists, method) -> trainer -> fit (resuming this config's last checkpoint, if an earlier
+attempt left one) / evaluate -> result rows, appended at once by global rank 0. Resume,
+preemption and the non-finite loss guard live in ``resume.py``; claims in ``store/claims.py``;
+how a job is built, in ``job.py``.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from promptscale import tracking, wandb_report
-from promptscale.config_checks import check_config
-from promptscale.resume import NonFiniteLossError, ResumeCheckpoint, cluster_plugins
-from promptscale.store.hashing import config_hash, hashable_config
+from promptscale import tracking
+from promptscale.job import CONF_DIR, JobSpec, build_job
+from promptscale.methods.base import TextToTextModule
+from promptscale.report.wandb import log_job_summary
+from promptscale.resume import NonFiniteLossError, ResumeCheckpoint, cluster_plugins, remove_orphans
+from promptscale.store.claims import ConfigClaim, remove_claims
+from promptscale.store.predictions import write_predictions
+from promptscale.store.provenance import provenance
 from promptscale.store.results import ResultsStore
-from promptscale.store.rows import failure_rows, method_name, result_rows
+from promptscale.store.rows import failure_rows, result_rows
 
 log = logging.getLogger(__name__)
 # Noise that says nothing about this run: our module deliberately moves eval batches itself.
@@ -34,91 +40,95 @@ warnings.filterwarnings("ignore", message=".*is smaller than the logging interva
 # conf/hydra/launcher/submitit_*.yaml share the plugin schemas' names on purpose: Hydra then
 # checks their keys against the schema (and, should it drop that, they are complete on their own).
 warnings.filterwarnings("ignore", message=".*is validated against ConfigStore schema with the same name.*")
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def run(cfg: DictConfig) -> list[dict] | None:
-    """Runs one job; returns its result rows, or ``None`` if the store already has them."""
-    check_config(cfg)  # misspelled keys, impossible values, fp16: before any data or model
-    use_joint_tasks(cfg)
-    store = ResultsStore(cfg.results)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    chash = config_hash(hashable_config(config))
-    if store.has_config(chash):
-        log.info("config %s is already in %s: skipping", chash, store.path)
+    """Runs one job; returns its result rows, or ``None`` if the store has them or a twin runs it."""
+    spec = JobSpec.from_config(cfg)  # misspelled keys, impossible values, fp16: before any data or model
+    store = ResultsStore(spec.cfg.results)
+    root = Path(spec.cfg.paths.root)
+    if rank_zero_only.rank == 0:  # leftovers of finished configs: resume folders and claims
+        remove_orphans(root / "checkpoints", store)
+        remove_claims(root / "claims", store)
+    if store.has_config(spec.config_hash):
+        log.info("config %s is already in %s: skipping", spec.config_hash, store.path)
         return None
-    L.seed_everything(cfg.seed, workers=True)
-    data = instantiate(cfg.data, seed=cfg.seed)
-    data.load()
-    method = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=list(cfg.data.tasks))
-    method.bind_records(data.records)
-    data.attach(method.tokenizer, method.format, method.batch_size)
-    counts = method.parameter_counts()
-    run_name = f"{cfg.experiment_name}-{uuid.uuid4().hex[:8]}"
-    logger = (
-        None
-        if rank_zero_only.rank
-        else instantiate(cfg.logger).make_logger(  # W&B: rank 0 only
-            name=run_name,
-            group=cfg.experiment_name,
-            save_dir=str(Path(cfg.paths.output_dir)),
-            tags=[method_name(cfg), cfg.model.name, *cfg.data.tasks],
-            config={**config, "params": counts},
-        )
-    )
+    with ConfigClaim(root / "claims", spec.config_hash) as claim:  # one trainer per config across launches
+        if not claim.acquired or store.has_config(spec.config_hash):  # a twin holds it, or just finished it
+            return None
+        return train_job(spec, store)
+
+
+def train_job(spec: JobSpec, store: ResultsStore) -> list[dict]:
+    """Builds, trains (or only evaluates) and stores one claimed job."""
+    job = build_job(spec)
+    method, counts = job.method, job.method.parameter_counts()
+    run_name = f"{spec.cfg.experiment_name}-{uuid.uuid4().hex[:8]}"
+    logger = None if rank_zero_only.rank else make_logger(spec, run_name, counts)  # W&B: rank 0 only
     exit_code = 1
     try:
-        trainer = make_trainer(cfg, method, logger, chash)
+        trainer = make_trainer(spec, method, logger)
+        machine = provenance(str(trainer.precision), str(trainer.strategy.root_device))
         resume = next((c for c in trainer.callbacks if isinstance(c, ResumeCheckpoint)), None)
         if method.trains:
-            trainer.fit(method, datamodule=data, ckpt_path=resume.resume_path() if resume else None)
+            trainer.fit(method, datamodule=job.data, ckpt_path=resume.resume_path() if resume else None)
         if not method.best:  # no dev evaluation happened during training (or nothing trains)
-            trainer.validate(method, datamodule=data)
-        rows = result_rows(cfg, method, counts, chash, run_name, tracking.run_id(logger))
+            trainer.validate(method, datamodule=job.data)
+        rows = result_rows(spec, method, counts, run_name, tracking.run_id(logger), machine)
         rows = tracking.redact(rows, keys=False)  # no credential's value lands in the store
         if trainer.is_global_zero:  # one writer, whatever the number of ranks
+            rows = [{**row, **store_predictions(store, spec, run_name, method)} for row in rows]
             store.append(rows, once=True)  # a twin job that finished first keeps its rows
-            wandb_report.log_job_summary(logger, rows)  # best dev metrics per task, for W&B charts
+            log_job_summary(logger, rows)  # best dev metrics per task, for W&B charts
             if resume:
                 resume.cleanup()  # finished: the store skips this config from now on
         exit_code = 0
         return rows
     except NonFiniteLossError as err:  # a result in itself: this config diverges
         if trainer.is_global_zero:
-            rows = failure_rows(cfg, counts, chash, run_name, tracking.run_id(logger), err)
+            rows = failure_rows(spec, counts, run_name, tracking.run_id(logger), err, machine)
             store.append(tracking.redact(rows, keys=False))
         raise
     finally:
         tracking.finish(logger, exit_code)
 
 
-def use_joint_tasks(cfg: DictConfig) -> None:
-    """Points a multi-task method at ``joint_tasks``, the tasks it trains on together.
-
-    A sweep's ``task`` axis then gives a multi-task method the same job once per task value;
-    they share one config hash, so the first trains and the others are skipped by the store.
-    """
-    if cfg.get("joint_tasks") and get_class(cfg.method._target_).multi_task:
-        cfg.data.tasks = list(cfg.joint_tasks)
+def store_predictions(store: ResultsStore, spec: JobSpec, run_name: str, method: TextToTextModule) -> dict:
+    """Writes the per-example predictions of every task's best evaluation; returns the row fields
+    that reference the file (written before the rows, so rows never point at a missing file)."""
+    records = [record for task in sorted(method.best) for record in method.best[task].predictions]
+    return write_predictions(store.dir, spec.config_hash, run_name, records)
 
 
-def make_trainer(cfg: DictConfig, method, logger, chash: str | None = None) -> L.Trainer:
-    """The Lightning trainer; steps and eval interval (optimizer steps) fall back to the method's recipe.
+def make_logger(spec: JobSpec, run_name: str, counts: dict[str, int]):
+    """The job's experiment tracker (W&B, offline by default), or ``None``."""
+    cfg = spec.cfg
+    return instantiate(cfg.logger).make_logger(
+        name=run_name,
+        group=cfg.experiment_name,
+        save_dir=str(Path(cfg.paths.output_dir)),
+        tags=[spec.method_name, cfg.model.name, *cfg.data.tasks],
+        config={**spec.config, "params": counts},
+    )
+
+
+def make_trainer(spec: JobSpec, method: TextToTextModule, logger=None) -> L.Trainer:
+    """The Lightning trainer: steps and evaluation interval (optimizer steps) from the recipe.
 
     The data module shards batches per rank itself (``distributed.py``), so Lightning's
     ``DistributedSampler`` injection is off; on SLURM, requeueing is left to submitit.
     """
-    max_steps = cfg.trainer.max_steps or method.max_steps
-    interval = min(cfg.trainer.val_check_interval or method.val_check_interval, max_steps)
+    cfg, recipe = spec.cfg, spec.recipe
+    interval = min(recipe.val_check_interval, recipe.max_steps)
     interval *= cfg.trainer.get("accumulate_grad_batches") or 1  # Lightning counts batches, not steps
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] if method.trains else []
     for callback in callbacks:
         if isinstance(callback, ResumeCheckpoint):  # last.ckpt under <root>/checkpoints/<config hash>
-            callback.bind(chash or config_hash(hashable_config(cfg)))
+            callback.bind(spec.config_hash)
     plugins = cluster_plugins()
     return instantiate(
         cfg.trainer,
-        max_steps=max_steps,
+        max_steps=recipe.max_steps,
         val_check_interval=interval,
         logger=logger if logger is not None else False,
         callbacks=callbacks,
@@ -129,7 +139,7 @@ def make_trainer(cfg: DictConfig, method, logger, chash: str | None = None) -> L
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     run(cfg)
 

@@ -129,47 +129,37 @@ def method_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 
 
-def compose_config(size: str, method: str, tasks: str = "rte"):
-    """The job config ``promptscale-train`` would compose, with a random-init backbone."""
-    from hydra import compose, initialize_config_dir
+def compose_config(size: str, method: str, tasks: str = "rte", seed: int = 0):
+    """The job config ``promptscale-train`` would compose, with a random-init backbone of ``seed``."""
+    from promptscale.job import compose
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"model={size}",
-                "model.init=random",
-                "model.tokenizer=embedded",
-                f"method={method}",
-                f"task={tasks}",
-                "logger=none",
-                "paths.root=/tmp/promptscale-bench",
-                "paths.output_dir=/tmp/promptscale-bench",
-            ],
-        )
+    return compose([
+        f"model={size}", "model.init=random", "model.tokenizer=embedded", f"method={method}", f"task={tasks}",
+        f"seed={seed}", "logger=none", "paths.root=/tmp/promptscale-bench",
+    ])  # fmt: skip
 
 
 def method_trains(method: str) -> bool:
     """Whether ``method`` has a training step (read from its class, without building it)."""
     from hydra.utils import get_class
 
-    return bool(getattr(get_class(compose_config("tiny_s", method).method._target_), "trains", True))
+    return bool(get_class(compose_config("tiny_s", method).method._target_).trains)
 
 
 def build_method(size: str, method: str, seed: int, tasks: str = "rte"):
-    """Our LightningModule for ``method`` at ``size`` (random weights drawn from ``seed``)."""
-    from hydra.utils import instantiate
+    """Our LightningModule for ``method`` at ``size`` (random weights drawn from ``seed``) and its job spec,
+    built through the job seam (``job.build_job``)."""
+    from promptscale.job import JobSpec, build_job
 
-    cfg = compose_config(size, method, tasks)
-    torch.manual_seed(seed)
-    module = instantiate(cfg.method, _partial_=True)(model=instantiate(cfg.model), tasks=list(cfg.data.tasks))
-    return module, cfg
+    job = build_job(JobSpec.from_config(compose_config(size, method, tasks, seed)))
+    return job.method, job.spec
 
 
-def build_spec(size: str):
-    from hydra.utils import instantiate
+def build_spec(size: str, seed: int = 0):
+    """The backbone spec of ``size`` with a random init drawn from ``seed`` (as ``build_method``'s)."""
+    from promptscale.job import model_spec
 
-    return instantiate(compose_config(size, "model_tuning").model)
+    return model_spec(compose_config(size, "model_tuning", seed=seed))
 
 
 # -- synthetic data ----------------------------------------------------------------------------

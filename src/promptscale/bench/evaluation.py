@@ -40,6 +40,7 @@ from promptscale.bench.core import (
     sync,
 )
 from promptscale.data.datamodule import SuperGlueDataModule
+from promptscale.evaluation import decode_generated, evaluate_batch, split_by_owner
 from promptscale.methods.base import cast_frozen_linears
 from promptscale.modules.attention import use_shared_bias_attention
 
@@ -53,7 +54,7 @@ def eval_batches(module, settings: Settings, tiny: bool) -> list[dict]:
         tasks=list(TASKS), eval_limit=settings.eval_per_task, eval_batch_size=settings.eval_batch_size
     )
     data.load(train=False)
-    data.attach(module.tokenizer, module.format, settings.batch_size)
+    data.attach(module.tokenizer, module.format)
     rng = random.Random(settings.seed)
     vocab = min(len(module.tokenizer), 2000)
     items = []
@@ -64,6 +65,13 @@ def eval_batches(module, settings: Settings, tiny: bool) -> list[dict]:
         items.append(dataclasses.replace(item, input_ids=random_ids(rng.randint(lo, hi), rng, vocab)))
     data.eval_items = items
     return [data.collate_eval([items[i] for i in b]) for b in data.eval_batches()]
+
+
+def rank_choices(module, batch: dict) -> list[int]:
+    """Rank classification through the method's scoring path (one encoder pass, cached K/V)."""
+    scores = split_by_owner(module.choice_log_likelihoods(batch).tolist(), batch["choice_owner"].tolist(),
+                            len(batch["examples"]))  # fmt: skip
+    return [max(range(len(s)), key=s.__getitem__) for s in scores]
 
 
 def rank_previous(module, batch: dict) -> list[int]:
@@ -123,7 +131,7 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
     ]
     examples = sum(len(b["examples"]) for b in batches)
     label_tokens = max(b["choice_labels"].shape[1] for b in batches)  # verbaliser + </s>
-    recipe_tokens = module.max_new_tokens
+    recipe_tokens = module.evaluation.max_new_tokens
     predictions: dict[str, list] = {}
     decoder_calls = [0]  # decoder forward passes = decoding steps (counted, not timed apart)
     module.model.get_decoder().register_forward_pre_hook(lambda *_: decoder_calls.__setitem__(0, decoder_calls[0] + 1))
@@ -150,16 +158,17 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
 
     def generate(max_new_tokens: int) -> Callable[[dict], list]:
         def fn(batch: dict) -> list:
-            module.max_new_tokens = max_new_tokens
-            try:
-                return module.generate_texts(batch)
-            finally:
-                module.max_new_tokens = recipe_tokens
+            encoded = module.encode(batch["input_ids"], batch["attention_mask"])
+            return decode_generated(module.tokenizer, module.generate(encoded, max_new_tokens))
 
         return fn
 
+    def both(batch: dict) -> list:
+        return [r.ranked for r in evaluate_batch(module, batch, module.evaluation)]
+
     arms = {
-        "rank": arm("rank", module.rank),
+        "rank": arm("rank", lambda b: rank_choices(module, b)),
+        "both_protocols": arm("both_protocols", both),
         "rank_previous": arm("rank_previous", lambda b: rank_previous(module, b)),
         "rank_reencode": arm("rank_reencode", lambda b: rank_reencode(module, b)),
         "generate_recipe": arm("generate_recipe", generate(recipe_tokens)),

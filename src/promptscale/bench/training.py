@@ -132,8 +132,7 @@ def peft_model(kind: str, size: str, settings: Settings, prompt_length: int, lor
     """A fresh backbone (same seed as ours) wrapped by PEFT."""
     from peft import LoraConfig, PromptTuningConfig, TaskType, get_peft_model
 
-    spec = build_spec(size)
-    torch.manual_seed(settings.seed)
+    spec = build_spec(size, settings.seed)
     model = spec.build()
     if kind == "lora":
         config = LoraConfig(
@@ -241,11 +240,11 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
             if not method_trains(name):
                 skipped[name] = "has no training step"
                 continue
-            module, cfg = build_method(size, name, settings.seed)
+            module, job_spec = build_method(size, name, settings.seed)
         except Exception as err:
             skipped[name] = f"does not build: {type(err).__name__}: {err}"[:300]
             continue
-        modules[name] = (module, cfg)
+        modules[name] = (module, job_spec)
         tokenizer = tokenizer or module.tokenizer
     if tokenizer is None:
         return {"skipped": skipped}
@@ -267,7 +266,7 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
             "flops": flops,
         }
 
-    for name, (module, _cfg) in modules.items():
+    for name, (module, _spec) in modules.items():
         extras = method_extras(module)
         tok = tokens_for(extras, not module.frozen_backbone)
         info[name] = {
@@ -285,18 +284,18 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
     for arm, (mirrors, kind) in PEFT_ARMS.items():
         if mirrors not in modules:
             continue
-        module, cfg = modules[mirrors]
+        module, job_spec = modules[mirrors]
         try:
             prompt_length = method_extras(module).encoder_prompt or 100
-            model, peft_tok = peft_model(kind, size, settings, prompt_length, dict(cfg.method))
+            model, peft_tok = peft_model(kind, size, settings, prompt_length, dict(job_spec.cfg.method))
         except Exception as err:
             skipped[arm] = f"does not build: {type(err).__name__}: {err}"[:300]
             continue
         extras = Extras(encoder_prompt=prompt_length if kind != "lora" else 0)
         tok = tokens_for(extras, False)
-        optimizer = str(getattr(module, "optimizer_name", "adafactor"))
-        optim = "adafactor" if optimizer == "adafactor" else "adamw_torch"
-        arms[arm] = theirs(model, peft_tok, items, settings, tok, optim, module.lr)
+        optimizer = job_spec.recipe.optimizer
+        optim = "adafactor" if optimizer.name == "adafactor" else "adamw_torch"
+        arms[arm] = theirs(model, peft_tok, items, settings, tok, optim, optimizer.lr)
         info[arm] = {
             "side": "theirs",
             "method": mirrors,

@@ -1,103 +1,97 @@
-"""The shared base of every method: text-to-text loss, evaluation, metrics, optimizer, counts.
+"""The shared base of every method: the loss, the one scoring path, evaluation, optimizer, counts.
 
 A method subclasses ``TextToTextModule`` and changes only what makes it that method: which
-parameters train (``configure_trainable``), what the encoder sees (``encoder_inputs``) and, if
-needed, the text format (``format``) or the optimizer. Everything a result depends on beyond
-that (how choices are scored, how metrics are computed and logged, which checkpoint counts as
-best) lives here once, so methods are comparable by construction.
+parameters train (in its constructor), what the encoder sees (``encoder_inputs``) and, if
+needed, the text format (``format``). Everything a result depends on beyond that lives here
+once, so methods are comparable by construction:
+
+* the scoring path: ``encode`` -> ``choice_log_likelihoods`` (rank classification) and
+  ``generate`` (greedy decoding). Evaluation (``evaluation.py``), prompt ensembles, prompt banks
+  and the benchmark all call these, never a copy;
+* the evaluation hooks: both protocols per evaluation, the best step per task, metric logging;
+* the optimizer, built from the recipe's typed spec (``optim.build_optimizer``);
+* measured parameter counts, and checkpoints of frozen-backbone methods that hold only what trains.
+
+Recipe values (batch size, steps, evaluation interval) are not the method's: the job reads them
+from the config once (``job.py``) and hands the data module and trainer what they need.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import StoppingCriteriaList
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.optimization import Adafactor
 
 from promptscale.data.example import Example
-from promptscale.data.formats import format_examples, t5_postprocess
+from promptscale.data.formats import format_examples
 from promptscale.data.tasks import get_task
-from promptscale.distributed import gather_predictions
-from promptscale.metrics import score_examples, task_score
+from promptscale.distributed import gather_unique
+from promptscale.evaluation import EvaluationSpec, ExampleResult, TaskResult, evaluate_batch, log_items, update_best
 from promptscale.models import ModelSpec
 from promptscale.modules.attention import use_shared_bias_attention
+from promptscale.optim import OptimizerSpec, build_optimizer
 
 log = logging.getLogger(__name__)
-EVAL_MODES = ("rank", "generate")
 
 
-@dataclass
-class TaskResult:
-    """The best evaluation of one task so far: its metrics and the step that produced them."""
+class Encoded(NamedTuple):
+    """An encoder pass: its output ``last_hidden_state`` [B, T', H] and the matching mask [B, T']."""
 
-    score: float = float("-inf")
-    step: int = -1
-    metrics: dict[str, float] = field(default_factory=dict)
-    examples: int = 0  # evaluation examples scored (each once, also across ranks)
+    output: BaseModelOutput
+    mask: torch.Tensor
 
 
 class TextToTextModule(L.LightningModule):
-    """Base LightningModule for T5 methods.
+    """Base LightningModule of the T5 methods.
 
     Args:
         model: The backbone spec; the weights are built here, never passed in (DESIGN rule 6).
         tasks: Tasks this module is trained and evaluated on.
-        lr: Learning rate (constant, as in the paper's recipes).
-        weight_decay: Decay per step as T5X applies it (not multiplied by the learning rate).
-        decay_rate: Adafactor's second-moment decay exponent (0.8 in T5X).
-        clip_threshold: Adafactor's update clipping threshold.
-        batch_size: Recipe batch size, used when ``data.batch_size`` is not set.
-        max_steps: Recipe training steps, used when ``trainer.max_steps`` is not set.
-        val_check_interval: Recipe steps between dev evaluations (for early stopping).
-        eval_mode: ``rank`` scores each verbalised choice by log likelihood; ``generate``
-            decodes greedily and maps the text back with T5's post-processing. Open-ended tasks
-            (WSC) are always generated.
-        max_new_tokens: Generation length limit.
+        optimizer: The recipe's optimizer (``recipe.optimizer``); ``None`` for a method that
+            does not train, or one built for evaluation only.
+        evaluation: Protocols and generation length (the ``evaluation`` config block).
+
+    Class attributes:
+        name: The method's identity in result rows, figures and W&B (its config file's name).
+        task_prefix: Keep the task name in front of the input (T5 and multi-task style).
+        trains: False for methods without a training step (prompt design).
+        frozen_backbone: Checkpoints keep only trainable tensors.
+        multi_task: Trains on every task of a job at once (see ``job.use_joint_tasks``).
+        protocol: A primary evaluation protocol the method fixes, whatever ``evaluation`` says.
     """
 
-    task_prefix: bool = True  # keep the task name in the input (T5 / multi-task style)
-    trains: bool = True  # False for methods with no training step (prompt design)
-    frozen_backbone: bool = False  # checkpoints keep only trainable tensors when True
-    multi_task: bool = False  # trains on every task of a job at once (see train.use_joint_tasks)
+    name: ClassVar[str] = ""
+    task_prefix: ClassVar[bool] = True
+    trains: ClassVar[bool] = True
+    frozen_backbone: ClassVar[bool] = False
+    multi_task: ClassVar[bool] = False
+    protocol: ClassVar[str | None] = None
 
     def __init__(
         self,
         model: ModelSpec,
         tasks: Sequence[str],
-        lr: float,
-        weight_decay: float = 0.0,
-        decay_rate: float = 0.8,
-        clip_threshold: float = 1.0,
-        batch_size: int = 32,
-        max_steps: int = 30_000,
-        val_check_interval: int = 1_000,
-        eval_mode: str = "rank",
-        max_new_tokens: int = 62,
+        optimizer: OptimizerSpec | None = None,
+        evaluation: EvaluationSpec | None = None,
     ) -> None:
         super().__init__()
-        if eval_mode not in EVAL_MODES:
-            raise ValueError(f"method.eval_mode={eval_mode!r} is not one of {EVAL_MODES}")
-        for key, value in (
-            ("lr", lr),
-            ("batch_size", batch_size),
-            ("max_steps", max_steps),
-            ("val_check_interval", val_check_interval),
-            ("max_new_tokens", max_new_tokens),
-        ):
-            if value <= 0:
-                raise ValueError(f"method.{key} must be positive, got {value}")
+        if not self.trains and optimizer is not None:
+            raise ValueError(f"{self.name} has no training step and no learning rate: set recipe.optimizer=null")
+        evaluation = evaluation or EvaluationSpec()
         self.spec = model
         self.tasks = tuple(get_task(t).name for t in tasks)
-        self.lr, self.weight_decay, self.decay_rate, self.clip_threshold = lr, weight_decay, decay_rate, clip_threshold
-        self.batch_size, self.max_steps, self.val_check_interval = batch_size, max_steps, val_check_interval
-        self.eval_mode, self.max_new_tokens = eval_mode, max_new_tokens
+        self.optimizer_spec = optimizer
+        self.evaluation = replace(evaluation, protocol=self.protocol) if self.protocol else evaluation
         self.tokenizer = model.build_tokenizer()
         self.model = model.build()
         if len(self.tokenizer) > self.model.config.vocab_size:
@@ -107,30 +101,36 @@ class TextToTextModule(L.LightningModule):
             )
         self.model_params = count(self.model.parameters())  # the backbone, before method parameters
         self.best: dict[str, TaskResult] = {}
-        self._predictions: list[tuple[Example, int | str]] = []
+        self._results: list[ExampleResult] = []
         self.strict_loading = not self.frozen_backbone
         self.saving_for_resume = False  # set by resume.ResumeCheckpoint while it writes last.ckpt
 
     # -- what a method customises ---------------------------------------------------------
-    def bind_records(self, records: dict[tuple[str, str], list[dict]]) -> None:
-        """Sees the loaded records ``{(task, split): [record, ...]}`` before formatting.
+    @classmethod
+    def reads_train_split(cls, config: Mapping[str, Any], training: bool) -> bool:
+        """Whether a job must load the train split: to train on it (prompt design: for demos)."""
+        return training and cls.trains
 
-        A no-op here; prompt design draws its K-shot demonstrations from the train split.
-        """
+    def bind_records(self, records: dict[tuple[str, str], list[dict]]) -> None:
+        """Sees the loaded records ``{(task, split): [record, ...]}`` before formatting (a no-op here)."""
 
     def result_fields(self) -> dict[str, object]:
-        """Method-specific facts added to every result row (prompt design: template, shots).
-
-        Empty here; keys must not clash with the standard row fields (``rows.result_rows``).
-        """
+        """Method-specific facts added to every result row (prompt design: template, shots)."""
         return {}
 
     def format(self, task: str, record: dict, train: bool) -> list[Example]:
         """Text format of this method: T5's, with or without the task-name prefix."""
         return format_examples(task, record, prefix=self.task_prefix, train=train)
 
-    def encoder_inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Keyword arguments for the T5 encoder (``input_ids`` or ``inputs_embeds``, and the mask)."""
+    def encoder_inputs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompts: Any = None
+    ) -> dict[str, torch.Tensor]:
+        """Keyword arguments of the T5 encoder: ``input_ids`` [B, T] (or ``inputs_embeds``) and the mask.
+
+        ``prompts`` replaces a prompt-tuning method's own prompt per row; other methods have none.
+        """
+        if prompts is not None:
+            raise TypeError(f"{self.name} has no soft prompt to replace")
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
     # -- training ---------------------------------------------------------------------------
@@ -143,26 +143,14 @@ class TextToTextModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+    def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adafactor with a constant rate, no parameter scaling, no relative step (T5X settings).
-
-        HF's Adafactor multiplies weight decay by the learning rate and T5X does not, so the
-        configured per-step decay is divided by ``lr`` here.
-        """
-        return Adafactor(
-            self.trainable_parameters(),
-            lr=self.lr,
-            weight_decay=self.weight_decay / self.lr,
-            decay_rate=-self.decay_rate,
-            clip_threshold=self.clip_threshold,
-            beta1=None,
-            scale_parameter=False,
-            relative_step=False,
-            warmup_init=False,
-        )
+    def configure_optimizers(self):
+        """The recipe's optimizer over the trainable parameters (``optim.build_optimizer``)."""
+        if self.optimizer_spec is None:
+            raise RuntimeError(f"{self.name} was built without an optimizer (recipe.optimizer): it cannot train")
+        return build_optimizer(self.optimizer_spec, self.trainable_parameters())
 
     def setup(self, stage: str) -> None:
         """Speedups with bitwise-identical results, applied once the subclass has built its model.
@@ -178,23 +166,28 @@ class TextToTextModule(L.LightningModule):
         if self.frozen_backbone and str(self.trainer.precision) == "bf16-mixed":
             cast_frozen_linears(self.model, torch.bfloat16)
 
-    # -- evaluation -------------------------------------------------------------------------
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[BaseModelOutput, torch.Tensor]:
-        """Runs the encoder once; returns its output [B, T', H] and the matching mask [B, T']."""
-        kwargs = self.encoder_inputs(input_ids, attention_mask)
-        return self.model.encoder(**kwargs, return_dict=True), kwargs["attention_mask"]
+    # -- the scoring path -------------------------------------------------------------------
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompts: Any = None) -> Encoded:
+        """Runs the encoder once over inputs [B, T] (plus whatever the method prepends)."""
+        kwargs = self.encoder_inputs(input_ids, attention_mask, prompts)
+        return Encoded(self.model.encoder(**kwargs, return_dict=True), kwargs["attention_mask"])
 
-    def choice_log_likelihoods(self, batch: dict) -> torch.Tensor:
-        """Sum of token log-probabilities of every candidate [C], each example encoded once."""
-        encoded, mask = self.encode(batch["input_ids"], batch["attention_mask"])
-        owner = batch["choice_owner"]  # [C] example index of each candidate
-        hidden = encoded.last_hidden_state  # [B, T', H]
-        labels = batch["choice_labels"]  # [C, L], IGNORE-padded
+    def choice_log_likelihoods(self, batch: dict, encoded: Encoded | None = None, prompts: Any = None) -> torch.Tensor:
+        """Summed token log-probability of every candidate [C], each example encoded once.
+
+        ``batch`` holds ``choice_owner`` [C] (example of each candidate) and ``choice_labels``
+        [C, L] (IGNORE-padded target ids); ``encoded`` reuses an encoder pass of the batch.
+        """
+        if encoded is None:
+            encoded = self.encode(batch["input_ids"], batch["attention_mask"], prompts)
+        owner = batch["choice_owner"]  # [C]
+        hidden = encoded.output.last_hidden_state  # [B, T', H]
+        labels = batch["choice_labels"]  # [C, L]
         # Cross-attention keys/values are projected once per example, not once per choice (the
         # decoder reads them from the cache), and no loss is computed: only the logits are used.
         logits = self.model(
             encoder_outputs=BaseModelOutput(last_hidden_state=hidden[owner]),
-            attention_mask=mask[owner],
+            attention_mask=encoded.mask[owner],
             decoder_input_ids=self.model._shift_right(labels),
             cache=cross_attention_cache(self.model, hidden, owner),
             use_cache=True,
@@ -203,38 +196,20 @@ class TextToTextModule(L.LightningModule):
         token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [C, L]
         return (token_logp * (labels >= 0)).sum(dim=-1)  # [C]
 
-    def rank(self, batch: dict) -> list[int]:
-        """Index of the most likely choice per example."""
-        scores = self.choice_log_likelihoods(batch)  # [C]
-        owner = batch["choice_owner"].tolist()
-        best: dict[int, tuple[float, int]] = {}
-        position = [0] * len(batch["examples"])
-        for score, b in zip(scores.tolist(), owner):
-            if b not in best or score > best[b][0]:
-                best[b] = (score, position[b])
-            position[b] += 1
-        return [best.get(b, (0.0, -1))[1] for b in range(len(batch["examples"]))]
-
-    def generate_texts(self, batch: dict) -> list[str]:
-        """Greedy decoding of every example in the batch."""
-        encoded, mask = self.encode(batch["input_ids"], batch["attention_mask"])
-        out = self.model.generate(
-            encoder_outputs=encoded,
-            attention_mask=mask,
-            max_new_tokens=self.max_new_tokens,
+    def generate(
+        self, encoded: Encoded, max_new_tokens: int, stopping: StoppingCriteriaList | None = None
+    ) -> torch.Tensor:
+        """Greedy decoding from an encoder pass: ids [B, L'] starting with the decoder start token."""
+        return self.model.generate(
+            encoder_outputs=encoded.output,
+            attention_mask=encoded.mask,
+            max_new_tokens=max_new_tokens,
             do_sample=False,
             num_beams=1,
-        )  # [B, L']
-        return self.tokenizer.batch_decode(out, skip_special_tokens=True)
+            stopping_criteria=stopping,
+        )
 
-    def predict_batch(self, batch: dict) -> list[int | str]:
-        """Rank classification where the task has choices and ``eval_mode`` asks for it; else text."""
-        examples: list[Example] = batch["examples"]
-        if self.eval_mode == "rank" and all(ex.choices for ex in examples):
-            return self.rank(batch)
-        texts = self.generate_texts(batch)
-        return [t5_postprocess(ex.task, text, ex) for ex, text in zip(examples, texts)]
-
+    # -- evaluation -------------------------------------------------------------------------
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
         """Moves tensors only: eval batches also carry their ``Example`` objects."""
         examples = batch.pop("examples", None)
@@ -244,36 +219,17 @@ class TextToTextModule(L.LightningModule):
         return batch
 
     def on_validation_epoch_start(self) -> None:
-        self._predictions = []
+        self._results = []
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._predictions += list(zip(batch["examples"], self.predict_batch(batch)))
+        self._results += evaluate_batch(self, batch, self.evaluation)
 
     def on_validation_epoch_end(self) -> None:
-        scores = []
-        predictions = gather_predictions(self._predictions)  # every rank's, each example once
-        counts: dict[str, int] = {}
-        for ex, _ in predictions:
-            counts[ex.task] = counts.get(ex.task, 0) + 1
-        for task, metrics in self.compute_metrics(predictions).items():
-            score = task_score(task, metrics)
-            scores.append(score)
-            for name, value in metrics.items():
-                self.log(f"val/{task}/{name}", value)
-            self.log(f"val/{task}/score", score)
-            if score > self.best.setdefault(task, TaskResult()).score:
-                self.best[task] = TaskResult(score, self.global_step, metrics, counts[task])
-        if scores:
-            self.log("val/score", sum(scores) / len(scores), prog_bar=True)
-
-    def compute_metrics(self, predictions: list[tuple[Example, int | str]]) -> dict[str, dict[str, float]]:
-        """Metrics per task over this epoch's predictions, in percent."""
-        by_task: dict[str, list[tuple[Example, int | str]]] = {}
-        for ex, pred in predictions:
-            by_task.setdefault(ex.task, []).append((ex, pred))
-        return {
-            task: score_examples(task, [e for e, _ in pairs], [p for _, p in pairs]) for task, pairs in by_task.items()
-        }
+        results = gather_unique(self._results, key=lambda r: r.example)  # every rank's, each example once
+        metrics = update_best(self.best, results, self.global_step, self.evaluation.protocol)
+        for key, value in log_items(metrics, self.evaluation.protocol).items():
+            self.log(key, value, prog_bar=key == "val/score")
+        self._results = []
 
     # -- checkpoints and counts --------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -284,7 +240,18 @@ class TextToTextModule(L.LightningModule):
         checkpoint["promptscale_best"] = {t: vars(r) for t, r in self.best.items()}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.best = {t: TaskResult(**r) for t, r in checkpoint.get("promptscale_best", {}).items()}
+        self.best = {t: TaskResult.from_state(r) for t, r in checkpoint.get("promptscale_best", {}).items()}
+
+    def load_trained(self, path: str | Path) -> TextToTextModule:
+        """Loads a saved checkpoint's tensors (and best evaluations) into this freshly built module.
+
+        A job is rebuilt from its saved config and its saved tensors (``job.rebuild_job``), never
+        from a replayed sequence of random draws.
+        """
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own files
+        self.on_load_checkpoint(checkpoint)
+        self.load_state_dict(checkpoint["state_dict"], strict=self.strict_loading)
+        return self
 
     def parameter_counts(self) -> dict[str, int]:
         """Measured counts: the backbone, everything, and what trains."""

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from peft import LoraConfig, TaskType, get_peft_model
 
 from promptscale.methods.base import TextToTextModule
-
-OPTIMIZERS = ("adamw", "adafactor")
 
 
 class LoRA(TextToTextModule):
@@ -32,12 +29,10 @@ class LoRA(TextToTextModule):
         dropout: Dropout on the input of the LoRA branch.
         target_modules: Names of the T5 ``nn.Linear`` modules to adapt (``q``, ``k``, ``v``,
             ``o`` in attention; ``wi_0``, ``wi_1``, ``wo`` in the feed-forward block).
-        optimizer: ``adamw`` (default) or ``adafactor`` (the base's T5X settings).
-        lr: Constant learning rate.
-        batch_size: Recipe batch size.
-        **kwargs: ``TextToTextModule`` arguments.
+        **kwargs: ``TextToTextModule`` arguments (the recipe's AdamW, see ``conf/method/lora.yaml``).
     """
 
+    name = "lora"
     task_prefix = False
     frozen_backbone = True
 
@@ -48,22 +43,16 @@ class LoRA(TextToTextModule):
         alpha: float = 16.0,
         dropout: float = 0.1,
         target_modules: Sequence[str] = ("q", "v"),
-        optimizer: str = "adamw",
-        lr: float = 3e-4,
-        batch_size: int = 32,
         **kwargs,
     ) -> None:
         if r <= 0:
             raise ValueError(f"method.r must be positive, got {r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"method.dropout must be in [0, 1), got {dropout}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"method.optimizer={optimizer!r} is not one of {OPTIMIZERS}")
         targets = [str(t) for t in target_modules]  # plain strings, not an OmegaConf ListConfig
         if not targets:
             raise ValueError("method.target_modules is empty: name at least one T5 Linear (e.g. [q, v])")
-        super().__init__(lr=lr, batch_size=batch_size, **kwargs)
-        self.optimizer_name = optimizer
+        super().__init__(**kwargs)
         config = LoraConfig(
             r=r,
             lora_alpha=alpha,
@@ -74,13 +63,3 @@ class LoRA(TextToTextModule):
         )
         # PEFT freezes every backbone weight and injects lora_A / lora_B into the targets.
         self.model = get_peft_model(self.model, config)
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """AdamW over the LoRA matrices (or the base's Adafactor).
-
-        torch's AdamW multiplies weight decay by the learning rate; the configured decay is per
-        step (T5X convention, as in the base), hence the division.
-        """
-        if self.optimizer_name == "adafactor":
-            return super().configure_optimizers()
-        return torch.optim.AdamW(self.trainable_parameters(), lr=self.lr, weight_decay=self.weight_decay / self.lr)

@@ -56,18 +56,15 @@ class MultitaskModelTuning(ModelTuning):
     Args:
         per_task_checkpoints: Keep ``best-<task>.ckpt`` for every task when training on more
             than one (each is a full model; with one task the usual best checkpoint is it).
-        lr: Adafactor constant rate (T5 recipe 1e-3).
-        batch_size: Recipe batch size (2048 x 512 tokens = 2^20 tokens).
         **kwargs: ``TextToTextModule`` arguments.
     """
 
+    name = "multitask_model_tuning"
     task_prefix = True  # the shared model must be told the task
     multi_task = True  # a sweep's `joint_tasks` become this job's tasks
 
-    def __init__(
-        self, *, per_task_checkpoints: bool = True, lr: float = 1e-3, batch_size: int = 2048, **kwargs
-    ) -> None:
-        super().__init__(lr=lr, batch_size=batch_size, **kwargs)
+    def __init__(self, *, per_task_checkpoints: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
         self.per_task_checkpoints = per_task_checkpoints
 
     def configure_callbacks(self) -> list[L.Callback]:

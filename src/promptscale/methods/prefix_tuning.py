@@ -31,11 +31,11 @@ class PrefixTuning(TextToTextModule):
         reparameterize: Train through ``Embedding(P, d_model) -> Linear -> Tanh -> Linear``.
         hidden: Hidden width of that MLP (512 in Li & Liang).
         init_std: Initial standard deviation of direct (not reparameterised) prefixes.
-        lr: AdamW peak learning rate, decayed linearly to 0 over the training steps.
-        weight_decay: AdamW's decoupled weight decay (torch scales it by the learning rate).
-        **kwargs: ``TextToTextModule`` arguments.
+        **kwargs: ``TextToTextModule`` arguments (the recipe's AdamW with linear decay, see
+            ``conf/method/prefix_tuning.yaml``).
     """
 
+    name = "prefix_tuning"
     task_prefix = False  # the prefix tells the frozen model the task, as the prompt does
     frozen_backbone = True
 
@@ -49,9 +49,6 @@ class PrefixTuning(TextToTextModule):
         reparameterize: bool = True,
         hidden: int = 512,
         init_std: float = 0.02,
-        lr: float = 5e-5,
-        weight_decay: float = 0.0,
-        batch_size: int = 32,
         **kwargs,
     ) -> None:
         enabled = [name for name, on in zip(PREFIX_SETS, (encoder_self, decoder_self, decoder_cross)) if on]
@@ -64,7 +61,7 @@ class PrefixTuning(TextToTextModule):
             )
         if reparameterize and hidden <= 0:
             raise ValueError(f"method.hidden must be positive, got {hidden}")
-        super().__init__(lr=lr, weight_decay=weight_decay, batch_size=batch_size, **kwargs)
+        super().__init__(**kwargs)
         self.model.requires_grad_(False)
         config = self.model.config
         layers = {
@@ -87,22 +84,6 @@ class PrefixTuning(TextToTextModule):
             }
         )
         attach_prefixes(self.model, self.prefixes)
-
-    # -- optimizer ------------------------------------------------------------------------
-    def total_steps(self) -> int:
-        """Steps the learning rate decays over: the trainer's ``max_steps``, else the recipe's."""
-        try:
-            steps = self.trainer.max_steps
-        except RuntimeError:  # not attached to a trainer
-            steps = -1
-        return steps if steps and steps > 0 else self.max_steps
-
-    def configure_optimizers(self) -> dict:
-        """AdamW with linear decay to zero and no warmup (Li & Liang, the HF default schedule)."""
-        optimizer = torch.optim.AdamW(self.trainable_parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        total = self.total_steps()
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # -- the artifact: projected prefixes only ----------------------------------------------
     @torch.no_grad()

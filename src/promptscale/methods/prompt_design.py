@@ -22,16 +22,6 @@ from promptscale.data.example import Example
 from promptscale.data.templates import TEMPLATE_SETS, apply_template
 from promptscale.methods.base import TextToTextModule
 
-# Options that only mean something for a method that trains.
-TRAINING_OPTIONS = (
-    "lr",
-    "weight_decay",
-    "decay_rate",
-    "clip_threshold",
-    "batch_size",
-    "max_steps",
-    "val_check_interval",
-)
 DEMO_SLACK = 8  # extra draws, so excluding identical inputs still leaves K demonstrations
 
 
@@ -44,7 +34,11 @@ class Demo:
 
 
 class PromptDesign(TextToTextModule):
-    """Frozen backbone, templated inputs, K-shot demonstrations, rank classification.
+    """Frozen backbone, templated inputs, K-shot demonstrations; ranked like GPT-3.
+
+    Its primary protocol is ``rank`` whatever ``evaluation.protocol`` says: the paper's
+    prompt-design line is GPT-3's few-shot results, which rank the verbalised choices. Greedy
+    generation of the template's answer words is still scored as the second protocol.
 
     Args:
         template: Template set of ``data.templates.TEMPLATE_SETS`` (recorded in result rows).
@@ -53,18 +47,17 @@ class PromptDesign(TextToTextModule):
         max_input_length: Encoder token budget the composed input must fit (the datamodule's
             ``data.max_input_length``), end-of-sequence token included.
         separator: Text between demonstrations and before the evaluated example.
-        eval_mode: Must be ``rank``: the templates verbalise every choice, and generated
-            text would not map back to them (WSC's answer is yes/no, not the referent).
-        **kwargs: ``TextToTextModule`` arguments other than training ones.
+        **kwargs: ``TextToTextModule`` arguments (no optimizer: nothing trains).
 
     Raises:
-        ValueError: On a training option (nothing trains), ``shots < 0``, an unknown template
-            or a non-positive length.
+        ValueError: On ``shots < 0``, an unknown template, a non-positive length, or an optimizer.
     """
 
+    name = "prompt_design"
     task_prefix = False
-    trains = False  # train.run only validates
+    trains = False  # the job only validates
     frozen_backbone = True
+    protocol = "rank"
 
     def __init__(
         self,
@@ -74,21 +67,15 @@ class PromptDesign(TextToTextModule):
         demo_seed: int = 0,
         max_input_length: int = 512,
         separator: str = "\n\n",
-        eval_mode: str = "rank",
         **kwargs,
     ) -> None:
-        training = [key for key in TRAINING_OPTIONS if key in kwargs]
-        if training:
-            raise ValueError(f"prompt_design has no training step; remove method.{', method.'.join(training)}")
         if shots < 0:
             raise ValueError(f"method.shots must be >= 0, got {shots}")
         if template not in TEMPLATE_SETS:
             raise ValueError(f"method.template={template!r} is not one of {tuple(TEMPLATE_SETS)}")
         if max_input_length <= 0:
             raise ValueError(f"method.max_input_length must be positive, got {max_input_length}")
-        if eval_mode != "rank":
-            raise ValueError("prompt_design scores the template's answer words: method.eval_mode must be rank")
-        super().__init__(lr=1.0, eval_mode=eval_mode, **kwargs)  # lr: required by the base, never used
+        super().__init__(**kwargs)
         self.model.requires_grad_(False)
         self.template, self.shots, self.demo_seed = template, shots, demo_seed
         self.max_input_length, self.separator = max_input_length, separator
@@ -96,6 +83,11 @@ class PromptDesign(TextToTextModule):
         self.tokenizer.truncation_side = "left"
         self.demos: dict[str, list[Demo]] = {}
         self._lengths: dict[str, int] = {}  # token counts of demo texts, filled lazily
+
+    @classmethod
+    def reads_train_split(cls, config, training: bool) -> bool:
+        """Only K-shot runs read train: their demonstrations come from it (zero-shot needs val only)."""
+        return int(config.get("shots", 0)) > 0
 
     def bind_records(self, records: dict[tuple[str, str], list[dict]]) -> None:
         """Builds each task's demonstration pool from its labelled train examples."""
@@ -148,9 +140,6 @@ class PromptDesign(TextToTextModule):
         if text not in self._lengths:
             self._lengths[text] = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return self._lengths[text]
-
-    def training_step(self, batch: dict, batch_idx: int):
-        raise RuntimeError("prompt_design has no training step (trains = False); use trainer.validate")
 
     def result_fields(self) -> dict[str, object]:
         """The template set and K (and the draw's seed) identify a prompt-design result."""

@@ -7,6 +7,8 @@ small scale (their Figure 3b), so the three inits of the paper live here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -33,10 +35,48 @@ class SoftPrompt(nn.Module):
 
     def forward(self, embeds: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Prepends the prompt to ``embeds`` [B, T, H] and ones to ``mask`` [B, T]."""
-        batch = embeds.shape[0]
-        prompt = self.embedding.to(embeds.dtype).unsqueeze(0).expand(batch, -1, -1)  # [B, P, H]
-        ones = mask.new_ones(batch, self.length)  # [B, P]
-        return torch.cat([prompt, embeds], dim=1), torch.cat([ones, mask], dim=1)  # [B, P+T, H], [B, P+T]
+        return prepend(embeds, mask, self.embedding)
+
+
+Prompts = torch.Tensor | Sequence[torch.Tensor]
+"""One prompt [P, H] for every row, one per row [B, P, H], or a list of B prompts [P_b, H]."""
+
+
+def prepend(embeds: torch.Tensor, mask: torch.Tensor, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row becomes ``[its prompt ; its tokens]``: the one place prompts meet inputs.
+
+    Training, evaluation, prompt ensembles (a batch replicated once per prompt) and prompt
+    banks (a different task, so a different prompt length, per row) all prepend through here.
+    Rows stay right-padded: with prompts of different lengths each row's real tokens sit at
+    positions ``P_b .. P_b + T_b - 1``, exactly as in a batch of its own prompt, which T5's
+    relative position bias needs; the padding goes to the end and is masked out.
+
+    Args:
+        embeds: Input embeddings [B, T, H] (right-padded).
+        mask: Their attention mask [B, T].
+        prompts: See :data:`Prompts`.
+
+    Returns:
+        Embeddings [B, P + T, H] and mask [B, P + T] (P the longest prompt).
+    """
+    batch = embeds.shape[0]
+    if isinstance(prompts, torch.Tensor):
+        rows = prompts.to(embeds.dtype)
+        rows = rows.unsqueeze(0).expand(batch, -1, -1) if rows.dim() == 2 else rows  # [B, P, H]
+        ones = mask.new_ones(batch, rows.shape[1])  # [B, P]
+        return torch.cat([rows, embeds], dim=1), torch.cat([ones, mask], dim=1)  # [B, P+T, H], [B, P+T]
+    if len(prompts) != batch:
+        raise ValueError(f"{len(prompts)} prompts for a batch of {batch} rows")
+    longest = max(p.shape[0] for p in prompts)
+    out = embeds.new_zeros(batch, longest + embeds.shape[1], embeds.shape[2])  # [B, P+T, H]
+    out_mask = mask.new_zeros(batch, longest + mask.shape[1])  # [B, P+T]
+    for b, prompt in enumerate(prompts):
+        length = prompt.shape[0]
+        out[b, :length] = prompt.to(embeds.dtype)
+        out[b, length : length + embeds.shape[1]] = embeds[b]
+        out_mask[b, :length] = 1
+        out_mask[b, length : length + mask.shape[1]] = mask[b]
+    return out, out_mask
 
 
 def init_random_uniform(length: int, dim: int, generator: torch.Generator, scale: float = 0.5) -> torch.Tensor:

@@ -1,15 +1,12 @@
-"""Soft prompts as artifacts: raw files, PEFT adapters, and one frozen T5 serving many tasks.
+"""Soft prompts as files: raw safetensors and PEFT adapters.
 
-Prompt tuning's selling point (Lester et al. 2021, section 1) is that a task is a few kilobytes
-of prompt, not a copy of the model: one frozen backbone can serve a mixed batch of tasks. This
-module makes that concrete:
+A trained prompt is a ``[P, d_model]`` tensor (Lester et al. 2021: a task is a few kilobytes of
+prompt, not a copy of the model):
 
 * ``save_prompt`` / ``load_prompt``: a raw ``[P, d_model]`` tensor as ``.safetensors`` with
   metadata (model, task, length), the smallest thing that reproduces a trained prompt.
 * ``export_peft`` / ``import_peft``: the same tensor in PEFT's ``PromptTuningConfig`` adapter
   layout, so ``PeftModel.from_pretrained(base, dir)`` reproduces our logits.
-* ``PromptBank``: one frozen T5 and a dict ``task -> prompt``; a batch may mix tasks with
-  prompts of different lengths and every example still sees exactly ``[its prompt ; its tokens]``.
 
 How PEFT 0.21 compares (checked in ``tests/test_prompts.py``): for ``SEQ_2_SEQ_LM`` and
 ``PROMPT_TUNING`` it prepends the first ``num_virtual_tokens`` rows of its prompt table to the
@@ -24,21 +21,17 @@ export with ``num_transformer_submodules=1``; on import a ``2 P``-row table keep
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from transformers.modeling_outputs import BaseModelOutput
 
-PROMPT_KEY = "prompt_embeddings"  # PEFT's key; raw prompt files use it too, so either loads
+TENSOR_KEY = "prompt_embeddings"  # PEFT's key; raw prompt files use it too, so either loads
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 FORMAT = "promptscale.prompt/1"
-IGNORE = -100
 
 
 class PromptFileError(ValueError):
@@ -81,7 +74,7 @@ def save_prompt(prompt: Any, path: str | Path, *, model: str = "", task: str = "
         "length": str(tensor.shape[0]),
         "d_model": str(tensor.shape[1]),
     }
-    save_file({PROMPT_KEY: tensor}, str(path), metadata=metadata)
+    save_file({TENSOR_KEY: tensor}, str(path), metadata=metadata)
     return path
 
 
@@ -128,13 +121,13 @@ def _read_safetensors(path: Path) -> tuple[torch.Tensor, dict[str, str]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             keys = list(f.keys())
-            if PROMPT_KEY not in keys:
-                raise PromptFileError(f"{path}: no {PROMPT_KEY!r} tensor (found {keys}); not a prompt file")
-            tensor, metadata = f.get_tensor(PROMPT_KEY), f.metadata() or {}
+            if TENSOR_KEY not in keys:
+                raise PromptFileError(f"{path}: no {TENSOR_KEY!r} tensor (found {keys}); not a prompt file")
+            tensor, metadata = f.get_tensor(TENSOR_KEY), f.metadata() or {}
     except SafetensorError as err:
         raise PromptFileError(f"{path}: not a readable .safetensors file ({err})") from err
     if tensor.dim() != 2 or tensor.shape[0] == 0:
-        raise PromptFileError(f"{path}: {PROMPT_KEY!r} has shape {tuple(tensor.shape)}, expected [P, d_model]")
+        raise PromptFileError(f"{path}: {TENSOR_KEY!r} has shape {tuple(tensor.shape)}, expected [P, d_model]")
     return tensor, metadata
 
 
@@ -172,7 +165,7 @@ def export_peft(prompt: Any, base_model_name_or_path: str, out_dir: str | Path) 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_config.save_pretrained(str(out_dir))
-    save_file({PROMPT_KEY: tensor}, str(out_dir / PEFT_WEIGHTS), metadata={"format": "pt"})
+    save_file({TENSOR_KEY: tensor}, str(out_dir / PEFT_WEIGHTS), metadata={"format": "pt"})
     return out_dir
 
 
@@ -198,7 +191,7 @@ def import_peft(adapter_dir: str | Path, d_model: int | None = None) -> torch.Te
     length, submodules = config["num_virtual_tokens"], config.get("num_transformer_submodules") or 1
     if tensor.shape[0] != length * submodules:
         raise PromptFileError(
-            f"{weights}: {PROMPT_KEY!r} has {tensor.shape[0]} rows but {PEFT_CONFIG} says "
+            f"{weights}: {TENSOR_KEY!r} has {tensor.shape[0]} rows but {PEFT_CONFIG} says "
             f"num_virtual_tokens={length} x num_transformer_submodules={submodules}"
         )
     return check_width(tensor[:length].contiguous(), d_model, weights)  # [P, H]
@@ -248,153 +241,3 @@ def load_into(module: Any, prompt: torch.Tensor | str | Path) -> Any:
     with torch.no_grad():
         target.copy_(tensor.to(target))
     return module
-
-
-# -- mixed-task inference --------------------------------------------------------------------
-class Query(NamedTuple):
-    """One request to a ``PromptBank``: which task's prompt, the input text, optional choices."""
-
-    task: str
-    inputs: str
-    choices: Sequence[str] = ()
-
-
-def as_query(item: Any) -> Query:
-    """Accepts ``Query``, a plain ``(task, inputs[, choices])`` tuple, or an ``Example``."""
-    if hasattr(item, "task") and hasattr(item, "inputs"):
-        return Query(item.task, item.inputs, tuple(getattr(item, "choices", ())))
-    return Query(*item)
-
-
-class PromptBank:
-    """One frozen T5 serving many tasks at once, each through its own soft prompt.
-
-    Each example is embedded as ``[prompt_task ; tokens]`` and the batch is right-padded with
-    mask 0. Right padding matters: T5's relative position bias depends on positions, so every
-    example's real tokens must sit at positions ``0 .. P_t + T - 1`` exactly as they would in a
-    batch of its own task; padded keys are masked out of every attention.
-
-    Args:
-        model: A ``T5ForConditionalGeneration`` (kept frozen and in eval mode).
-        tokenizer: Its tokenizer.
-        prompts: ``{task: [P_t, d_model]}``; lengths may differ between tasks.
-        max_input_length: Input tokens kept per example (the prompt comes on top), as in training.
-        max_target_length: Tokens kept per choice.
-    """
-
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        prompts: Mapping[str, Any] | None = None,
-        *,
-        max_input_length: int = 512,
-        max_target_length: int = 62,
-    ) -> None:
-        self.model = model.eval().requires_grad_(False)
-        self.tokenizer = tokenizer
-        self.max_input_length, self.max_target_length = max_input_length, max_target_length
-        self.prompts: dict[str, torch.Tensor] = {}
-        for task, prompt in (prompts or {}).items():
-            self.add(task, prompt)
-
-    @classmethod
-    def from_files(cls, model, tokenizer, sources: Mapping[str, str | Path], **kwargs) -> PromptBank:
-        """A bank whose prompts come from raw prompt files or PEFT adapter folders."""
-        d_model = model.config.d_model
-        return cls(model, tokenizer, {task: read_prompt(src, d_model) for task, src in sources.items()}, **kwargs)
-
-    @property
-    def d_model(self) -> int:
-        return self.model.config.d_model
-
-    def add(self, task: str, prompt: Any) -> None:
-        """Registers (or replaces) a task's prompt: tensor, ``SoftPrompt``, module, file or folder."""
-        tensor = read_prompt(prompt) if isinstance(prompt, (str, Path)) else as_prompt_tensor(prompt)
-        self.prompts[task] = check_width(tensor, self.d_model, f"prompt of task {task!r}")
-
-    # -- encoding ----------------------------------------------------------------------------
-    def embed(self, queries: Sequence[Query]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-example ``[prompt_t ; tokens]``, right-padded: embeds ``[B, S, H]``, mask ``[B, S]``."""
-        unknown = sorted({q.task for q in queries} - self.prompts.keys())
-        if unknown:
-            raise KeyError(f"no prompt for task(s) {unknown}; the bank has {sorted(self.prompts)}")
-        ids = self.tokenizer([q.inputs for q in queries], truncation=True, max_length=self.max_input_length)[
-            "input_ids"
-        ]
-        table = self.model.get_input_embeddings()
-        weight = table.weight
-        rows = [
-            torch.cat([self.prompts[q.task].to(weight), table(torch.tensor(i, device=weight.device))])
-            for q, i in zip(queries, ids)
-        ]  # each [P_t + T_i, H]
-        width = max(r.shape[0] for r in rows)
-        embeds = weight.new_zeros(len(rows), width, weight.shape[1])  # [B, S, H]
-        mask = torch.zeros(len(rows), width, dtype=torch.long, device=weight.device)  # [B, S]
-        for b, row in enumerate(rows):
-            embeds[b, : row.shape[0]], mask[b, : row.shape[0]] = row, 1
-        return embeds, mask
-
-    def encode(self, queries: Sequence[Query]) -> tuple[BaseModelOutput, torch.Tensor]:
-        """Runs the encoder once over a mixed batch: output ``[B, S, H]`` and mask ``[B, S]``."""
-        embeds, mask = self.embed(queries)
-        return self.model.encoder(inputs_embeds=embeds, attention_mask=mask, return_dict=True), mask
-
-    # -- inference ---------------------------------------------------------------------------
-    @torch.inference_mode()
-    def log_likelihoods(self, batch: Iterable[Any]) -> list[list[float]]:
-        """Summed token log-probability of each choice of each example (rank classification)."""
-        queries = [as_query(item) for item in batch]
-        if not queries:
-            return []
-        owner = [b for b, q in enumerate(queries) for _ in q.choices]
-        texts = [c for q in queries for c in q.choices]
-        if not texts:
-            return [[] for _ in queries]
-        encoded, mask = self.encode(queries)
-        scores = choice_scores(self.model, encoded.last_hidden_state, mask, owner, self._label_ids(texts))
-        out: list[list[float]] = [[] for _ in queries]
-        for b, score in zip(owner, scores.tolist()):
-            out[b].append(score)
-        return out
-
-    def predict(self, batch: Iterable[Any]) -> list[int]:
-        """Index of the most likely choice per example (-1 for an example without choices)."""
-        return [max(range(len(s)), key=s.__getitem__) if s else -1 for s in self.log_likelihoods(batch)]
-
-    @torch.inference_mode()
-    def generate(self, batch: Iterable[Any], max_new_tokens: int = 62) -> list[str]:
-        """Greedy decoding of each example under its own task's prompt."""
-        queries = [as_query(item) for item in batch]
-        if not queries:
-            return []
-        encoded, mask = self.encode(queries)
-        out = self.model.generate(
-            encoder_outputs=encoded, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1
-        )  # [B, L']
-        return self.tokenizer.batch_decode(out, skip_special_tokens=True)
-
-    def _label_ids(self, texts: list[str]) -> torch.Tensor:
-        """Choice texts tokenised as training targets (with ``</s>``), IGNORE-padded: ``[C, L]``."""
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_target_length)["input_ids"]
-        labels = torch.full((len(ids), max(map(len, ids))), IGNORE, dtype=torch.long)
-        for row, seq in enumerate(ids):
-            labels[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        return labels.to(self.model.device)
-
-
-def choice_scores(
-    model, hidden: torch.Tensor, mask: torch.Tensor, owner: list[int], labels: torch.Tensor
-) -> torch.Tensor:
-    """Sum of token log-probabilities ``[C]`` of candidate ``labels`` ``[C, L]``.
-
-    ``hidden`` ``[B, S, H]`` is each example's encoder output, computed once and repeated for
-    each of its candidates (``owner`` ``[C]``), as the training module's evaluation does.
-    """
-    index = torch.tensor(owner, dtype=torch.long, device=hidden.device)  # [C]
-    logits = model(
-        encoder_outputs=BaseModelOutput(last_hidden_state=hidden[index]), attention_mask=mask[index], labels=labels
-    ).logits  # [C, L, V]
-    logp = F.log_softmax(logits.float(), dim=-1)
-    token_logp = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # [C, L]
-    return (token_logp * (labels >= 0)).sum(dim=-1)  # [C]

@@ -8,9 +8,9 @@ exactly that: how many positions share their nearest neighbour with another posi
 largest such cluster, and which of the task's verbalisers (``TaskSpec.label_words``; a word
 counts when one of its sub-word pieces is a neighbour) appear, and where.
 
-Command line (prompt runs are found as in :mod:`promptscale.ensemble`)::
+Command line (prompt runs are found by :mod:`promptscale.prompts.runs`)::
 
-    python -m promptscale.neighbours [--runs outputs] [--results outputs/results.jsonl]
+    python -m promptscale.prompts.neighbours [--runs outputs] [--results outputs/results.jsonl]
                                      [--experiment demo] [--out outputs/figures/demo] [-k 5]
 """
 
@@ -114,26 +114,22 @@ def prompt_neighbours(
 
 
 def backbone_embeddings(config) -> tuple[torch.Tensor, Any]:
-    """A job's frozen input embeddings ``[V, H]`` and tokenizer, rebuilt as the job built them.
+    """A job's frozen input embeddings ``[V, H]`` and tokenizer, from its saved config.
 
-    Seeding first gives a randomly initialised backbone the same weights as in training (the
-    job seeds, then builds the tokenizer and the model, drawing nothing in between).
+    The backbone comes from the job's own model spec (``job.model_spec``): pretrained weights,
+    or a random init that is a pure function of the run's seed.
     """
-    import lightning as L
-    from hydra.utils import instantiate
+    from promptscale.job import model_spec
 
-    L.seed_everything(config.seed, workers=True)
-    spec = instantiate(config.model)
-    tokenizer = spec.build_tokenizer()
-    model = spec.build()
-    return model.get_input_embeddings().weight.detach().float(), tokenizer
+    spec = model_spec(config)
+    return spec.build().get_input_embeddings().weight.detach().float(), spec.build_tokenizer()
 
 
 def neighbour_tables(runs, k: int = 5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Neighbours of every prompt run: (long table, one summary row per run).
 
     Args:
-        runs: ``promptscale.ensemble.PromptRun`` objects (single-task prompt-tuning runs).
+        runs: ``promptscale.prompts.runs.PromptRun`` objects (single-task prompt-tuning runs).
         k: Neighbours per position.
     """
     long, summary = [], []
@@ -241,16 +237,17 @@ def write_neighbours(long: pd.DataFrame, summary: pd.DataFrame, out_dir: str | P
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m promptscale.neighbours``: neighbour tables of every prompt run found."""
-    from promptscale.ensemble import find_prompt_runs, run_selection_parser
+    """``python -m promptscale.prompts.neighbours``: neighbour tables of every prompt run found."""
+    from promptscale.prompts.runs import find_prompt_runs, run_selection_parser
 
-    parser = run_selection_parser("python -m promptscale.neighbours", __doc__.split("\n")[0])
+    parser = run_selection_parser("python -m promptscale.prompts.neighbours", __doc__.split("\n")[0])
     parser.add_argument("-k", type=int, default=5, help="neighbours per prompt position")
     args = parser.parse_args(argv)
     runs = [r for r in find_prompt_runs(args.runs, args.results, args.experiment) if len(r.tasks) == 1]
     if not runs:
         print(
-            f"promptscale.neighbours: error: no single-task prompt-tuning run with a checkpoint under {args.runs}",
+            "promptscale.prompts.neighbours: error: no single-task prompt-tuning run with a checkpoint "
+            f"under {args.runs}",
             file=sys.stderr,
         )
         return 1
