@@ -28,6 +28,10 @@ The update of one parameter ``p`` with gradient ``g`` at step ``t`` (1-based; HF
     u = lr * u / max(1, rms(u) / clip_threshold)          # rms over the whole tensor
     p = p - weight_decay * p - u                          # decay of the pre-update value
 
+Why this module is long: one optimizer with two code paths (the vectorised one and the plain
+per-parameter reference it is tested against) and the translation of HF optimizer states, kept
+together so the paths cannot drift apart.
+
 No parameter scaling, no relative step, no first moment. The state uses HF's keys
 (``step``, ``exp_avg_sq_row``, ``exp_avg_sq_col``, ``exp_avg_sq``), so an optimizer state saved
 by the HF optimizer loads here (``load_state_dict`` translates its hyperparameters).
