@@ -46,7 +46,8 @@ def test_old_store_draws_under_rank_and_says_so_under_the_papers_protocol(old, c
     assert figure_main(["--results", results, "--out", str(old / "figs"), "--protocol", "rank"]) == 0
     assert (old / "figs" / "figure1.png").stat().st_size > 0
     # the paper's protocol: prompt design ranks (drawn), the trained methods have no generate rows
-    with pytest.warns(UserWarning, match=r"no rows under the paper protocol .* prompt_tuning/tiny_s seed 0 \(has rank\)"):
+    left_out = r"no rows under the paper protocol .* prompt_tuning/tiny_s seed 0 \(has rank\)"
+    with pytest.warns(UserWarning, match=left_out):
         assert figure_main(["--results", results, "--out", str(old / "figs2")]) == 0
     untrained = [r for r in ResultsStore(results).rows() if r["method"] != "prompt_design"]
     ResultsStore(old / "only_trained.jsonl").append(untrained)
