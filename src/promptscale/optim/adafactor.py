@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple, dataclass
 
 import torch
 from torch import Tensor
@@ -137,13 +138,14 @@ class Adafactor(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             for p in params:
                 self._prepare_state(p)
-            options = {k: group[k] for k in ("lr", "weight_decay", "decay_rate", "clip_threshold")}
-            options["eps"] = group["eps"][0]
+            hyper = Hyper(
+                group["lr"], group["weight_decay"], group["decay_rate"], group["clip_threshold"], group["eps"][0]
+            )
             if group["foreach"]:
-                self._foreach_step(params, **options)
+                self._foreach_step(params, hyper)
             else:
                 for p in params:
-                    reference_update(p, p.grad, self.state[p], **options)
+                    reference_update(p, p.grad, self.state[p], hyper)
         return loss
 
     # -- state ------------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class Adafactor(torch.optim.Optimizer):
                 state[key] = state[key].to(dtype)
 
     # -- vectorised path --------------------------------------------------------------------
-    def _foreach_step(self, params: list[Tensor], **options) -> None:
+    def _foreach_step(self, params: list[Tensor], hyper: Hyper) -> None:
         """Updates ``params`` in buckets of equal device, dtype, step and (when factored) shape.
 
         Factored buckets are cut into chunks that fit the scratch buffer, which is as large as
@@ -185,25 +187,25 @@ class Adafactor(torch.optim.Optimizer):
             for p in bucket:
                 self.state[p]["step"] += 1
             if shape is None:
-                self._apply(bucket, step + 1, None, **options)
+                self._apply(bucket, step + 1, None, hyper)
                 continue
             key = (device, compute_dtype(bucket[0]))
             buffer = self._buffer(*key, capacity[key])
             per_chunk = max(1, capacity[key] // max(1, math.prod(shape)))
             for start in range(0, len(bucket), per_chunk):
-                self._apply(bucket[start : start + per_chunk], step + 1, buffer, **options)
+                self._apply(bucket[start : start + per_chunk], step + 1, buffer, hyper)
 
-    def _apply(self, params: list[Tensor], step: int, buffer: Tensor | None, **options) -> None:
+    def _apply(self, params: list[Tensor], step: int, buffer: Tensor | None, hyper: Hyper) -> None:
         """Runs one chunk in the compute dtype and copies low-precision results back."""
         dtype = compute_dtype(params[0])
         work = params if params[0].dtype == dtype else [p.to(dtype) for p in params]
         grads = [p.grad if p.grad.dtype == dtype else p.grad.to(dtype) for p in params]
         states = [self.state[p] for p in params]
         if buffer is None:
-            unfactored_update(work, grads, [s[VAR] for s in states], step=step, **options)
+            unfactored_update(work, grads, [s[VAR] for s in states], step, hyper)
         else:
             rows, cols = [s[ROW] for s in states], [s[COL] for s in states]
-            factored_update(work, grads, rows, cols, buffer, step=step, **options)
+            factored_update(work, grads, rows, cols, buffer, step, hyper)
         if work is not params:
             torch._foreach_copy_(params, work)
 
@@ -217,6 +219,17 @@ class Adafactor(torch.optim.Optimizer):
 
 
 # -- the math ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hyper:
+    """One parameter group's settings, as every update function takes them."""
+
+    lr: float
+    weight_decay: float
+    decay_rate: float
+    clip_threshold: float
+    eps: float  # added to the squared gradient (HF's eps[0])
+
+
 def factored(shape: Sequence[int]) -> bool:
     """Whether the second moment is factored (HF: every tensor with two dims or more)."""
     return len(shape) >= 2
@@ -236,12 +249,7 @@ def reference_update(
     p: Tensor,
     grad: Tensor,
     state: dict,
-    *,
-    lr: float,
-    weight_decay: float,
-    decay_rate: float,
-    clip_threshold: float,
-    eps: float,
+    hyper: Hyper,
 ) -> None:
     """One parameter's update in HF's order of operations (the ``foreach=False`` path).
 
@@ -250,6 +258,7 @@ def reference_update(
         grad: Its gradient (same shape).
         state: Its state (``step`` and the second-moment tensors), updated in place.
     """
+    lr, weight_decay, decay_rate, clip_threshold, eps = astuple(hyper)
     dtype = compute_dtype(p)
     grad = grad.to(dtype)
     work = p if p.dtype == dtype else p.to(dtype)
@@ -282,13 +291,8 @@ def factored_update(
     rows: list[Tensor],
     cols: list[Tensor],
     buffer: Tensor,
-    *,
     step: int,
-    lr: float,
-    weight_decay: float,
-    decay_rate: float,
-    clip_threshold: float,
-    eps: float,
+    hyper: Hyper,
 ) -> None:
     """Updates ``n`` parameters of one shape ``[*B, R, C]`` with a handful of batched operations.
 
@@ -299,6 +303,7 @@ def factored_update(
         buffer: Scratch of at least ``n * numel`` elements (its contents are overwritten).
         step: The 1-based step shared by the chunk.
     """
+    lr, weight_decay, decay_rate, clip_threshold, eps = astuple(hyper)
     n, shape = len(params), params[0].shape
     numel, (height, width) = math.prod(shape), shape[-2:]
     lead = math.prod(shape[:-2])  # leading dims, batched like HF's
@@ -362,18 +367,14 @@ def unfactored_update(
     params: list[Tensor],
     grads: list[Tensor],
     variances: list[Tensor],
-    *,
     step: int,
-    lr: float,
-    weight_decay: float,
-    decay_rate: float,
-    clip_threshold: float,
-    eps: float,
+    hyper: Hyper,
 ) -> None:
     """Updates vectors and scalars (any shapes, one step) with foreach operations, in HF's order.
 
     These are layer norms and biases: small, so the temporaries cost nothing.
     """
+    lr, weight_decay, decay_rate, clip_threshold, eps = astuple(hyper)
     beta = beta2(step, decay_rate)
     squared = torch._foreach_mul(grads, grads)
     torch._foreach_add_(squared, eps)

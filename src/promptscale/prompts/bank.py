@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from promptscale.data.datamodule import IGNORE, pad
 from promptscale.evaluation import decode_generated
 from promptscale.prompts.files import as_prompt_tensor, check_width, read_prompt
+
+if TYPE_CHECKING:
+    from promptscale.methods.prompt_tuning import PromptTuning
 
 
 class Query(NamedTuple):
@@ -66,7 +69,7 @@ class PromptBank:
             self.add(task, prompt)
 
     @classmethod
-    def from_files(cls, method, sources: Mapping[str, str | Path], **kwargs) -> PromptBank:
+    def from_files(cls, method: PromptTuning, sources: Mapping[str, str | Path], **kwargs) -> PromptBank:
         """A bank whose prompts come from raw prompt files or PEFT adapter folders."""
         return cls(
             method, {task: read_prompt(src, method.model.config.d_model) for task, src in sources.items()}, **kwargs

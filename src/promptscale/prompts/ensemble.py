@@ -27,7 +27,7 @@ import sys
 import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -37,6 +37,9 @@ from promptscale.evaluation import ExampleResult, evaluate_batch
 from promptscale.job import Job, rebuild_job
 from promptscale.metrics import score_examples, task_score
 from promptscale.prompts.runs import PromptRun, find_prompt_runs, run_selection_parser
+
+if TYPE_CHECKING:
+    from promptscale.methods.prompt_tuning import PromptTuning
 
 log = logging.getLogger(__name__)
 ENSEMBLE_FILES = ("ensemble.md", "ensemble.csv")
@@ -74,7 +77,7 @@ class PromptEnsemble:
         prompts: ``[N, P, H]``.
     """
 
-    def __init__(self, method, prompts: torch.Tensor) -> None:
+    def __init__(self, method: PromptTuning, prompts: torch.Tensor) -> None:
         if prompts.dim() != 3 or prompts.shape[-1] != method.model.config.d_model:
             raise ValueError(f"prompts must be [N, P, {method.model.config.d_model}], got {tuple(prompts.shape)}")
         self.method = method
