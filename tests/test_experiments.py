@@ -140,4 +140,4 @@ def test_experiments_readme_names_every_ablation():
     text = (ROOT / "experiments" / "README.md").read_text()
     for experiment in ABLATIONS:
         assert f"experiment={experiment}" in text
-    assert "promptscale-figure --figure 3" in text
+    assert "promptscale-figure --figure figure3" in text
