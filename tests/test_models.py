@@ -1,4 +1,4 @@
-"""Model specs: exact parameter counts of every size, untied LM head, clear loading errors."""
+"""Model specs: exact parameter counts of every size and family, untied LM head, clear loading errors."""
 
 from pathlib import Path
 
@@ -13,7 +13,8 @@ from promptscale.models import ModelSpec
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 MODEL_FILES = sorted(CONF.glob("*.yaml"))
 
-# Lester et al. 2021, Table 4 (frozen model parameters of T5 1.1 / LM-adapted T5 1.1).
+# Lester et al. 2021, Table 4 (frozen model parameters of T5 1.1 / LM-adapted T5 1.1). Flan-T5 has
+# the T5 1.1 architecture and vocabulary, so the same totals.
 PAPER_PARAMS = {
     "small": 76_961_152,
     "base": 247_577_856,
@@ -21,6 +22,30 @@ PAPER_PARAMS = {
     "xl": 2_849_757_184,
     "xxl": 11_135_332_352,
 }
+# Exact published totals of the other families (model cards / REFERENCE): t5-small and mt5-small.
+PUBLISHED = {("t5", "small"): 60_506_624, ("mt5", "small"): 300_176_768}
+# Measured from the architecture (no exact published total found; the papers round them: T5
+# 220M / 770M / 2.8B / 11B, mT5 580M / 1.2B / 3.7B / 13B). Pinned so a config edit cannot drift.
+MEASURED = {
+    ("t5", "base"): 222_903_552,
+    ("t5", "large"): 737_668_096,
+    ("t5", "3b"): 2_851_598_336,
+    ("t5", "11b"): 11_307_321_344,
+    ("mt5", "base"): 582_401_280,
+    ("mt5", "large"): 1_229_581_312,
+    ("mt5", "xl"): 3_742_619_648,
+    ("mt5", "xxl"): 12_921_057_280,
+}
+MT5_EXTRA_ROWS = 250_112 - 32_128  # mT5's vocabulary beyond T5's, in both the input and the output embedding
+
+
+def expected_params(family: str, size: str) -> int:
+    if (family, size) in PUBLISHED:
+        return PUBLISHED[family, size]
+    if (family, size) in MEASURED:
+        return MEASURED[family, size]
+    assert family in ("t5_1_1_lm_adapt", "t5_1_1", "flan_t5"), family
+    return PAPER_PARAMS[size]
 
 
 def spec(config_file: Path, **overrides) -> ModelSpec:
@@ -36,9 +61,25 @@ def test_every_model_config_instantiates(path):
 
 
 @pytest.mark.parametrize("path", [p for p in MODEL_FILES if not p.stem.startswith("tiny")], ids=lambda p: p.stem)
-def test_random_init_parameter_count_matches_paper(path):
+def test_random_init_parameter_count_matches_published_totals(path):
     model = spec(path, init="random")
-    assert model.count_parameters() == PAPER_PARAMS[model.size]
+    assert model.count_parameters() == expected_params(model.family, model.size)
+
+
+def test_mt5_totals_are_t5_1_1_plus_the_larger_vocabulary():
+    """Independent of the pinned numbers: mT5 is T5 1.1 with 217,984 more rows in two embeddings."""
+    for size, total in PAPER_PARAMS.items():
+        mt5 = spec(CONF / f"mt5_{size}.yaml", init="random")
+        assert mt5.count_parameters() == total + MT5_EXTRA_ROWS * mt5.d_model * 2
+
+
+def test_every_config_names_a_known_family_and_its_hub_id():
+    families = {spec(p).family for p in MODEL_FILES}
+    assert families == {"t5_1_1_lm_adapt", "t5_1_1", "flan_t5", "t5", "mt5", "tiny"}
+    hub = {p.stem: spec(p).hub_id for p in MODEL_FILES}
+    assert hub["flan_t5_xxl"] == "google/flan-t5-xxl"
+    assert hub["t5_11b"] == "google-t5/t5-11b"
+    assert hub["mt5_base"] == "google/mt5-base"
 
 
 def test_random_build_has_untied_lm_head_and_t5_1_1_output_scaling():

@@ -1,8 +1,20 @@
-"""Weights & Biases, set up so that it can never be the reason a run fails.
+"""Experiment trackers (``conf/logger``), set up so that none can ever be the reason a run fails.
 
-Offline by default (no account, no network); ``mode=online`` needs credentials. If W&B cannot
-start (unreachable server, missing key, broken install) the run continues without it and says
-so. Secrets are never copied into the logged config.
+* ``WandbSettings`` (``logger=wandb``, the default): Weights & Biases, offline by default (no
+  account, no network); ``mode=online`` needs credentials.
+* ``CsvSettings`` (``logger=csv``): Lightning's ``CSVLogger``, ``<run folder>/csv/<run name>/``
+  holding ``metrics.csv`` and ``hparams.yaml`` (the resolved config).
+* ``TensorBoardSettings`` (``logger=tensorboard``): Lightning's ``TensorBoardLogger``, event files
+  under ``<run folder>/tensorboard/<run name>/`` (needs ``tensorboard`` or ``tensorboardX``:
+  ``pip install -e ".[loggers]"``).
+* ``logger=none``: W&B disabled; the results store still gets every row.
+
+Every one has the same interface: ``make_logger(name=, group=, save_dir=, tags=, config=)``
+returns a started Lightning logger (or ``None``), and :func:`run_id` / :func:`finish` take any
+of them. The metric names are the method's own (``val/<task>/<metric>``, ``val/score``,
+``val_rank/...``, ``train/loss``), whichever logger writes them. If a tracker cannot start
+(unreachable server, missing key, broken install) the run continues without it and says so.
+Secrets are never copied into the logged config.
 """
 
 from __future__ import annotations
@@ -20,7 +32,7 @@ _SECRET = re.compile(r"(api[_-]?key|token|secret|password)", re.IGNORECASE)
 
 @dataclass
 class WandbSettings:
-    """What ``conf/logger/*.yaml`` configures.
+    """Weights & Biases (``conf/logger/wandb.yaml``, ``none.yaml``).
 
     Attributes:
         project: W&B project.
@@ -67,6 +79,62 @@ class WandbSettings:
             return None
 
 
+@dataclass
+class CsvSettings:
+    """Lightning's ``CSVLogger`` (``conf/logger/csv.yaml``): plain files, no extra dependency.
+
+    Attributes:
+        flush_logs_every_n_steps: Rows buffered before ``metrics.csv`` is rewritten (it is also
+            written when the job ends, finished or failed).
+    """
+
+    flush_logs_every_n_steps: int = 100
+
+    def make_logger(self, *, name: str, group: str, save_dir: str, tags: list[str], config: dict[str, Any]):
+        """A ``CSVLogger`` writing ``<save_dir>/csv/<name>/``, or ``None`` if it cannot start."""
+
+        def build():
+            from lightning.pytorch.loggers import CSVLogger
+
+            return CSVLogger(save_dir, name="csv", version=name, flush_logs_every_n_steps=self.flush_logs_every_n_steps)
+
+        return _started(build, "CSV logger", group, tags, config)
+
+
+@dataclass
+class TensorBoardSettings:
+    """Lightning's ``TensorBoardLogger`` (``conf/logger/tensorboard.yaml``).
+
+    Attributes:
+        log_graph: Also write the model graph (slow for T5; off by default).
+    """
+
+    log_graph: bool = False
+
+    def make_logger(self, *, name: str, group: str, save_dir: str, tags: list[str], config: dict[str, Any]):
+        """A ``TensorBoardLogger`` writing ``<save_dir>/tensorboard/<name>/``, or ``None`` if it cannot start."""
+
+        def build():
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            return TensorBoardLogger(
+                save_dir, name="tensorboard", version=name, log_graph=self.log_graph, default_hp_metric=False
+            )
+
+        return _started(build, "TensorBoard logger", group, tags, config)
+
+
+def _started(build, what: str, group: str, tags: list[str], config: dict[str, Any]):
+    """A file logger built by ``build`` with the redacted config logged as its hyperparameters."""
+    try:
+        logger = build()
+        logger.log_hyperparams(redact({**config, "group": group, "tags": sorted(set(tags))}))
+        return logger
+    except Exception as err:  # noqa: BLE001 - a tracker must never fail a run
+        log.warning("%s could not start (%s: %s); continuing without it", what, type(err).__name__, err)
+        return None
+
+
 def _settings(api_key: str | None = None):
     import wandb
 
@@ -74,20 +142,28 @@ def _settings(api_key: str | None = None):
 
 
 def finish(logger, exit_code: int) -> None:
-    """Closes the job's W&B run, marking it failed when the job failed."""
+    """Closes the job's tracker: a W&B run marked failed when the job failed; files flushed."""
     if logger is None:
         return
     try:
-        logger.experiment.finish(exit_code=exit_code)
+        if _is_wandb(logger):
+            logger.experiment.finish(exit_code=exit_code)
+        else:  # CSV / TensorBoard: write what is buffered (Lightning does so only after a clean fit)
+            logger.finalize("success" if exit_code == 0 else "failed")
     except Exception as err:  # noqa: BLE001
-        log.warning("W&B run did not finish cleanly: %s", err)
+        log.warning("%s did not finish cleanly: %s", type(logger).__name__, err)
 
 
 def run_id(logger) -> str | None:
+    """The W&B run id (rows' ``wandb_run_id``); ``None`` for other trackers, whose folder is the run name."""
     try:
-        return logger.experiment.id if logger is not None else None
+        return logger.experiment.id if _is_wandb(logger) else None
     except Exception:  # noqa: BLE001
         return None
+
+
+def _is_wandb(logger) -> bool:
+    return type(logger).__name__ == "WandbLogger"  # by name: importing wandb costs seconds
 
 
 def redact(value: Any, keys: bool = True) -> Any:

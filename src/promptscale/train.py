@@ -140,8 +140,13 @@ def make_trainer(spec: JobSpec, method: TextToTextModule, logger=None) -> L.Trai
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-def main(cfg: DictConfig) -> None:
-    run(cfg)
+def main(cfg: DictConfig) -> float:
+    """Runs one job and returns its primary dev score, the objective of an Optuna search
+    (``hparams_search=...``); a skipped job's score comes from its stored rows (``search.py``).
+    The console script exits 0 all the same: Hydra's entry never returns the task's value."""
+    from promptscale.search import objective
+
+    return objective(cfg, run(cfg))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Lester et al. 2021: the prompt is concatenated in front of the embedded input, the attention
 mask is extended with ones, and nothing else in the model changes. Initialisation matters at
-small scale (their Figure 3b), so the three inits of the paper live here.
+small scale (their Figure 3b), so the three inits of the paper live here, with the embedding of
+a text (google-research/prompt-tuning's ``from_embedded_string``, PEFT's ``TEXT`` init). A prompt
+read from a file (``init: file``) is ``prompts.files.read_prompt``'s.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-PROMPT_INITS = ("random_uniform", "sampled_vocab", "class_label")
+PROMPT_INITS = ("random_uniform", "sampled_vocab", "class_label", "text", "file")
+TEXT_FILLS = ("sampled_vocab", "repeat")  # what follows a text shorter than the prompt
 
 
 class SoftPrompt(nn.Module):
@@ -120,3 +123,38 @@ def init_class_label(
     if not label_rows:
         return rest
     return torch.cat([torch.stack(label_rows).detach(), rest], dim=0)  # [P, H]
+
+
+def init_from_text(
+    length: int,
+    vocab_embeddings: torch.Tensor,
+    token_ids: list[int],
+    fill: str,
+    top_k: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Position i = embedding of the text's i-th token; the positions after it are filled.
+
+    The official code (google-research/prompt-tuning, ``from_embedded_string``) writes the
+    text's token embeddings over the first positions of a prompt drawn by another initializer
+    (sampled vocabulary in their configs): ``fill="sampled_vocab"``. PEFT's ``TEXT`` init
+    repeats the text's tokens until the prompt is full: ``fill="repeat"``.
+
+    Args:
+        length: Prompt length P.
+        vocab_embeddings: The input embedding table [V, H].
+        token_ids: The text's token ids, no special tokens; at most ``length`` of them (the
+            official code silently drops the rest, a config error here: see ``PromptTuning``).
+        fill: One of :data:`TEXT_FILLS`.
+        top_k: Vocabulary rows (most frequent first) that ``sampled_vocab`` draws from.
+        generator: Seeded generator of the draw.
+    """
+    if not token_ids or len(token_ids) > length:
+        raise ValueError(f"a text init needs 1..{length} tokens, got {len(token_ids)}")
+    rows = vocab_embeddings[token_ids].detach().clone()  # [n, H]
+    if fill == "repeat":
+        return rows.repeat(-(-length // len(token_ids)), 1)[:length]  # [P, H]
+    if fill != "sampled_vocab":
+        raise ValueError(f"text fill {fill!r} is not one of {TEXT_FILLS}")
+    rest = init_sampled_vocab(length - len(token_ids), vocab_embeddings, top_k, generator)  # [P-n, H]
+    return torch.cat([rows, rest], dim=0)  # [P, H]

@@ -1,4 +1,4 @@
-"""Soft prompts as files: raw safetensors and PEFT adapters.
+"""Soft prompts as files: raw safetensors, PEFT adapters and the official ``.npy`` prompts.
 
 A trained prompt is a ``[P, d_model]`` tensor (Lester et al. 2021: a task is a few kilobytes of
 prompt, not a copy of the model):
@@ -7,6 +7,10 @@ prompt, not a copy of the model):
   metadata (model, task, length), the smallest thing that reproduces a trained prompt.
 * ``export_peft`` / ``import_peft``: the same tensor in PEFT's ``PromptTuningConfig`` adapter
   layout, so ``PeftModel.from_pretrained(base, dir)`` reproduces our logits.
+* ``load_npy``: a float array ``[P, d_model]`` saved by ``numpy.save``, the format of the prompts
+  google-research/prompt-tuning releases and its T5X training writes.
+
+``read_prompt`` reads any of the three (``method.init=file`` goes through it).
 
 How PEFT 0.21 compares (checked in ``tests/test_prompts.py``): for ``SEQ_2_SEQ_LM`` and
 ``PROMPT_TUNING`` it prepends the first ``num_virtual_tokens`` rows of its prompt table to the
@@ -21,13 +25,17 @@ export with ``num_transformer_submodules=1``; on import a ``2 P``-row table keep
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+log = logging.getLogger(__name__)
 TENSOR_KEY = "prompt_embeddings"  # PEFT's key; raw prompt files use it too, so either loads
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -216,10 +224,66 @@ def _read_peft_config(path: Path) -> dict:
     return config
 
 
+# -- the official repository's prompts -------------------------------------------------------
+def load_npy(path: str | Path, d_model: int | None = None) -> torch.Tensor:
+    """Reads a ``.npy`` prompt ``[P, H]`` (google-research/prompt-tuning's released prompts).
+
+    The array is read without pickle (a ``.npy`` holding objects is refused, not executed) and
+    cast to float32, the dtype the official prompts are saved in.
+
+    Raises:
+        PromptFileError: Missing or unreadable file, not a 2-D float array, or the wrong width.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PromptFileError(f"{path}: no such prompt file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise PromptFileError(f"{path}: not a readable .npy array ({err})") from err
+    if not isinstance(array, np.ndarray) or array.ndim != 2 or array.shape[0] == 0:
+        shape = getattr(array, "shape", None)
+        raise PromptFileError(f"{path}: array has shape {shape}, expected a prompt [P, d_model]")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise PromptFileError(f"{path}: array has dtype {array.dtype}, expected floats")
+    return check_width(torch.from_numpy(array.astype(np.float32)), d_model, path)  # [P, H]
+
+
 def read_prompt(source: str | Path, d_model: int | None = None) -> torch.Tensor:
-    """A prompt ``[P, H]`` from either a PEFT adapter folder or a raw prompt file."""
+    """A prompt ``[P, H]`` from a PEFT adapter folder, a ``.npy`` array or a raw prompt file."""
     source = Path(source)
-    return import_peft(source, d_model) if source.is_dir() else load_prompt(source, d_model)
+    if source.is_dir():
+        return import_peft(source, d_model)
+    return load_npy(source, d_model) if source.suffix == ".npy" else load_prompt(source, d_model)
+
+
+def read_init_prompt(
+    source: str | Path, length: int, d_model: int, known_as: Sequence[str | None] = ()
+) -> torch.Tensor:
+    """The prompt ``[P, H]`` that ``method.init_file`` names, refused (naming the file) unless it fits.
+
+    Width must be the model's ``d_model`` and length ``method.prompt_length`` (the official
+    ``from_array`` init refuses a shape mismatch too). A prompt whose metadata names another
+    model (``save_prompt(model=...)``) of the same width loads (prompt transfer), with a warning.
+
+    Args:
+        source: A raw ``.safetensors`` prompt, a PEFT adapter folder or a ``.npy`` array.
+        length: ``method.prompt_length``.
+        d_model: The model's width.
+        known_as: Names of the model (Hub id, config name, folder) the metadata may carry.
+    """
+    tensor = read_prompt(source, d_model)
+    if tensor.shape[0] != length:
+        raise PromptFileError(
+            f"{source}: prompt has {tensor.shape[0]} vectors but method.prompt_length={length}: "
+            f"set method.prompt_length={tensor.shape[0]}"
+        )
+    saved_for = prompt_metadata(source).get("model") if Path(source).suffix == ".safetensors" else None
+    if saved_for and saved_for not in known_as:
+        log.warning(
+            "%s was saved for model %s; loading it into %s", source, saved_for, next(filter(None, known_as), "?")
+        )
+    return tensor
 
 
 def load_into(module: Any, prompt: torch.Tensor | str | Path) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from promptscale.data.tasks import get_task
+from promptscale.families import model_family
 from promptscale.grouping import setting
 from promptscale.store.provenance import git_sha, now_iso
 
@@ -48,6 +49,7 @@ def job_fields(
         "method": spec.method_name,
         "model": cfg.model.name,
         "size": cfg.model.size,
+        "family": model_family(cfg.model),  # t5_1_1_lm_adapt, flan_t5, t5, mt5, ...: one curve per family
         "total_params": counts["model_params"],
         "method_params": counts["total_params"] - counts["model_params"],
         "trainable_params": counts["trainable_params"],
