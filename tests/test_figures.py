@@ -27,7 +27,7 @@ def row(method, model, seed, task, metric, value, **over) -> dict:
         "experiment": "demo",
         "method": method,
         "model": model,
-        "total_params": T5_PARAMS[model],
+        "total_params": T5_PARAMS.get(model, 0),  # other models: pass total_params
         "trainable_params": 1,
         "task": task,
         "task_version": 1,
@@ -196,3 +196,76 @@ def test_figure_callback(tmp_path, caplog):
     with caplog.at_level(logging.ERROR):
         FigureCallback(str(tmp_path / "none.jsonl"), str(tmp_path / "x")).on_multirun_end(config=None)
     assert "FIGURE NOT DRAWN" in caplog.text
+
+
+# ---------------------------------------------------------------------- the gap, fits, families
+
+
+def test_gap_figure_from_the_store(tmp_path, capsys):
+    """Known answer (test_analysis_compare.gap_store): -100 at small, below 0 at base, 0 at large."""
+    from test_analysis_compare import gap_store
+
+    from promptscale.report.gap import GAP_FILES, plot_gap
+
+    store = gap_store(tmp_path, {"small": (16, 16), "base": (8, 4), "large": (0, 0)})
+    out = tmp_path / "gap"
+    assert main(["--figure", "gap", "--results", str(store.path), "--out", str(out), "--bootstrap", "400"]) == 0
+    assert all((out / name).stat().st_size > 0 for name in GAP_FILES)
+    gap = pd.read_csv(out / "gap.csv")
+    assert list(gap["model"]) == ["small", "base", "large"] and set(gap["closed_at"]) == {"large (783M)"}
+    assert (
+        gap["diff"].iloc[0] == -100.0
+        and gap["high"].iloc[1] < 0
+        and (gap["low"].iloc[2], gap["high"].iloc[2]) == (0, 0)
+    )
+    assert "Gap closed at: large (783M)." in (out / "gap.md").read_text()
+    assert "\\caption{Prompt Tuning minus Model Tuning" in (out / "gap.tex").read_text()
+    assert set(pd.read_csv(out / "gap_tasks.csv")["task"]) == {"cb", "rte"}
+
+    from promptscale.analysis.compare import compare
+
+    fig = plot_gap(compare(store.rows(), store.dir, "model_tuning", "prompt_tuning", n_boot=50))
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert {"this repo", "no gap", "Lester et al. 2021 (SPoT Table 4), ref."} <= set(lines)
+    assert list(lines["no gap"].get_ydata()) == [0, 0]
+    assert list(lines["Lester et al. 2021 (SPoT Table 4), ref."].get_ydata()) == pytest.approx(
+        [-3.0, -10.6, -6.8, -3.9, -1.1]
+    )
+    assert "gap closed at: large (783M)" in ax.get_title() and len(ax.collections) >= 1  # the CI band
+    assert (
+        main(["--figure", "gap", "--results", str(store.path), "--out", str(out), "--compare", "model_tuning", "lora"])
+        == 1
+    )
+    assert "no finished runs of lora to compare" in capsys.readouterr().err
+
+
+def test_gap_needs_a_store():
+    from promptscale.report.registry import DrawOptions, draw
+
+    with pytest.raises(ValueError, match="reads per-example predictions from a results store"):
+        draw("gap", synthetic_rows(), "unused", DrawOptions())
+
+
+def test_figure1_fit_overlay(tmp_path):
+    paths = draw_figure(synthetic_rows(), tmp_path / "fit", fit=True, reference=False)
+    fits = pd.read_csv(paths["figure1_fits.csv"])
+    # seed scores 52.5 + 10k + 5i + 3s at sizes small/base/large: a line in k, not in log10(params)
+    assert list(fits["method"]) == ["model_tuning", "prompt_tuning"] and set(fits["form"]) == {"line"}
+    assert set(fits["points"]) == {6} and set(fits["sizes"]) == {3}
+    fig = plot_figure(synthetic_rows(), fit=True, reference=False)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels[:2] == ["Model Tuning", "Prompt Tuning"] and "Prompt Tuning: line fit" in labels
+    assert "scaling fit" in fig.axes[0].get_legend().get_title().get_text()
+    assert "figure1_fits.csv" not in draw_figure(synthetic_rows(), tmp_path / "plain")
+
+
+def test_one_line_per_method_and_family():
+    rows = synthetic_rows()
+    flan = [r | {"family": "flan_t5", "model": f"flan_{r['model']}", "value": r["value"] + 3} for r in rows]
+    mixed = [r | {"family": "t5_1_1_lm_adapt"} for r in rows] + flan
+    table = score_table(mixed)
+    assert list(table.columns[:4]) == ["method", "model", "family", "total_params"] and len(table) == 12
+    labels = plot_figure(mixed, reference=False).axes[0].get_legend_handles_labels()[1]
+    assert {"Prompt Tuning · Flan-T5", "Prompt Tuning · T5 1.1 LM-adapted", "Model Tuning · Flan-T5"} <= set(labels)
+    assert "family" not in score_table([r | {"family": "tiny"} for r in rows]).columns  # one family: as before

@@ -45,6 +45,8 @@ def test_notebooks_run_clean(demo_outputs, monkeypatch):
         ).execute()
         errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors, f"{path.name}: {errors}"
+        printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+        assert "no gap figure" not in printed, f"{path.name}: {printed}"
     figures = demo_outputs / "figures" / "notebooks"
     for name in (
         "demo/figure1.png",
@@ -53,6 +55,12 @@ def test_notebooks_run_clean(demo_outputs, monkeypatch):
         "demo/neighbours.md",
         "demo/nearest_similarity.png",
         "demo/ensemble.md",
+        "demo/gap.png",
+        "demo/gap.md",
+        "demo/gap/gap.png",
+        "demo/flips.csv",
     ):
         assert (figures / name).stat().st_size > 0, name
     assert "| demo | tiny_s |  | cb | 2 | 0,1 |" in (figures / "demo" / "ensemble.md").read_text()
+    gap = (figures / "demo" / "gap.md").read_text()  # one size, prompt tuning (2 seeds) vs model tuning (1)
+    assert "Gap closed at: " in gap and "| tiny_s (181K) | 1 / 2 |" in gap

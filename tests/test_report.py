@@ -195,12 +195,12 @@ def test_a_registered_figure_is_drawable_by_name(tmp_path, capsys, monkeypatch):
     args = ["--figure", "count", "--results", str(store.path), "--out", str(out), "--protocol", "rank", "--invalid"]
     assert main(args) == 0
     assert json.loads((out / "count.json").read_text()) == {"rows": len(both_protocols())}
-    assert seen["options"] == DrawOptions(protocol="rank", invalid=True)
+    assert seen["options"] == DrawOptions(protocol="rank", invalid=True, results=str(store.path))
     assert str(out / "count.json") in capsys.readouterr().out
     assert main(["--list"]) == 0 and "count\thow many rows" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
-    assert exit_.value.code == 0 and "figure1, figure3, count" in capsys.readouterr().out
+    assert exit_.value.code == 0 and "figure1, figure3, gap, count" in capsys.readouterr().out
     assert main(["--figure", "figur1", "--results", str(store.path)]) == 1
     assert "unknown figure 'figur1' (did you mean 'figure1'?)" in capsys.readouterr().err
 
@@ -212,4 +212,4 @@ def test_figure_names_are_cheap_and_the_imports_point_down():
         "'promptscale.report.figures' in sys.modules, 'promptscale.report.scores' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['figure1', 'figure3'] False False False False"
+    assert out.strip() == "['figure1', 'figure3', 'gap'] False False False False"

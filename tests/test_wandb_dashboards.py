@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -253,3 +254,63 @@ def test_callback_logs_summary_and_never_fails(tmp_path, monkeypatch, caplog):
     hook = FigureCallback(str(store.path), str(tmp_path / "out2"), "ablation_prompt_length", ["figure3"])
     hook.on_multirun_end(config=logger)
     assert (tmp_path / "out2" / "figure3.png").exists() and "W&B SUMMARY NOT LOGGED" in caplog.text
+
+
+class RecordingRun:
+    """What ``wandb.init`` returns, recording what the summary run logs."""
+
+    logged: list[dict] = []
+
+    def __init__(self, **kwargs) -> None:
+        self.id = "rec1"
+
+    def log(self, payload: dict) -> None:
+        RecordingRun.logged.append(payload)
+
+    def finish(self) -> None:
+        pass
+
+
+def test_summary_run_gets_the_gap_figure_and_ci_table(tmp_path, monkeypatch):
+    """The demo's figures (Figure 1 and the gap) drawn by the hook, then logged: images, CI table, closed-at."""
+    from test_analysis_compare import gap_store
+
+    store = gap_store(tmp_path, {"small": (16, 16), "base": (8, 4), "large": (0, 0)})
+    RecordingRun.logged = []
+    monkeypatch.setattr(wandb, "init", RecordingRun)
+    logger = OmegaConf.create({"logger": {"_target_": "promptscale.tracking.WandbSettings", "mode": "offline"}})
+    hook = FigureCallback(str(store.path), str(tmp_path / "out"), "demo", ["figure1", "gap"], ["paper", "rank"])
+    hook.on_multirun_end(config=logger)
+    assert (tmp_path / "out" / "gap.png").exists() and (tmp_path / "out" / "rank" / "gap.png").exists()
+    (payload,) = RecordingRun.logged
+    assert isinstance(payload["figures/gap"], wandb.Image) and isinstance(payload["figures/figure1"], wandb.Image)
+    gap = payload["gap"].get_dataframe()
+    assert list(gap["model"]) == ["small", "base", "large"] and {"diff", "low", "high", "closed_at"} <= set(gap)
+    assert payload["gap_closed_at"] == "large (783M)" and set(payload["gap_tasks"].get_dataframe()["task"]) == {
+        "cb",
+        "rte",
+    }
+    assert dashboard(store.rows()).keys() == {"results", "scores", "charts/model_tuning", "charts/prompt_tuning"}
+
+
+def not_wandb_trackers() -> list:
+    """Every tracker config in conf/logger that is not W&B (csv, tensorboard, ...), and a stand-in."""
+    from conftest import CONF_DIR
+
+    configs = [OmegaConf.load(p) for p in sorted((CONF_DIR / "logger").glob("*.yaml"))]
+    others = [c for c in configs if "WandbSettings" not in str(c.get("_target_"))]
+    return [*others, OmegaConf.create({"_target_": "promptscale.store.results.ResultsStore", "path": "/never"})]
+
+
+@pytest.mark.parametrize("tracker", not_wandb_trackers(), ids=lambda c: str(c.get("_target_")).rsplit(".", 1)[-1])
+def test_other_trackers_draw_the_figures_and_start_no_wandb_run(tracker, tmp_path, monkeypatch, caplog):
+    def no_wandb(*a, **k):
+        raise AssertionError("a W&B run was started for a tracker that is not W&B")
+
+    monkeypatch.setattr(wandb, "init", no_wandb)
+    store = ResultsStore(tmp_path / "results.jsonl")
+    store.append([r | {"git_sha": "x"} for run_ in synthetic_runs() for r in run_rows(run_)])
+    hook = FigureCallback(str(store.path), str(tmp_path / "out"), "ablation_prompt_length", ["figure3"])
+    hook.on_multirun_end(config=OmegaConf.create({"logger": tracker}))
+    assert (tmp_path / "out" / "figure3.png").exists()
+    assert "NOT" not in caplog.text and not (tmp_path / "out" / "wandb").exists() and not Path("/never").exists()

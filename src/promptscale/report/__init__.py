@@ -1,8 +1,10 @@
 """Results -> figures, tables and dashboards. Imports point down only:
 
-``cli``, ``hook`` -> ``figures`` / ``figure3`` (drawing) -> ``tables`` (markdown, LaTeX) ->
-``scores`` (aggregation) -> ``selection`` (rows, protocols), ``labels`` -> the store.
-``wandb`` (job and sweep summaries) imports ``scores``, never the drawing modules.
+``cli``, ``hook`` -> ``figures`` / ``figure3`` / ``gap`` (drawing; ``overlays``: Figure 1's fits)
+-> ``tables`` (markdown, LaTeX) -> ``scores`` (aggregation) -> ``selection`` (rows, protocols),
+``labels`` -> the store. ``gap`` and ``overlays`` also read ``promptscale.analysis`` (paired
+comparisons, scaling fits), which reads ``scores`` and the store. ``wandb`` (job and sweep
+summaries) imports ``scores``, never the drawing modules: it logs the files they drew.
 
 This package module stays light (no pandas, no matplotlib): the config check imports
 :data:`FIGURE_NAMES` to validate ``figure.draw`` before any data loads.

@@ -2,9 +2,10 @@
 
 ::
 
-    promptscale-figure [--figure figure1|figure3|NAME] [--protocol paper|generate|rank] [--invalid]
+    promptscale-figure [--figure figure1|figure3|gap|NAME] [--protocol paper|generate|rank] [--invalid]
                        [--results outputs/results.jsonl] [--out outputs/figures]
-                       [--experiment NAME] [--panel a=EXPERIMENT] [--no-reference] [--title T]
+                       [--experiment NAME] [--panel a=EXPERIMENT] [--no-reference] [--title T] [--fit]
+                       [--compare BASE METHOD] [--bootstrap N] [--seed S] [--confidence C]
     promptscale-figure --source wandb --entity E --project P [--group G] [--figure NAME] --out DIR
     promptscale-figure --list
 
@@ -70,6 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-reference", action="store_true", help="omit the published curves")
     parser.add_argument("--title", default=None, help="figure title (default: names the scored tasks and protocol)")
+    parser.add_argument(
+        "--fit", action="store_true", help="figure1: overlay scaling fits and bands; gap: add the fitted crossing"
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        default=("model_tuning", "prompt_tuning"),
+        metavar=("BASE", "METHOD"),
+        help="gap: draw METHOD - BASE (METHOD or METHOD@SETTING; default model_tuning prompt_tuning)",
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="gap: bootstrap replicates (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="gap: seed of the bootstrap draws")
+    parser.add_argument("--confidence", type=float, default=0.95, help="gap: interval coverage (default 0.95)")
     return parser
 
 
@@ -102,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
             invalid=args.invalid,
             title=args.title,
             panels=tuple(args.panel or ()),
+            fit=args.fit,
+            compare=tuple(args.compare),
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+            confidence=args.confidence,
+            results=args.results if args.source == "store" else None,
         )
         paths = draw(args.figure, rows, args.out, options)
     except ValueError as e:

@@ -1,5 +1,7 @@
-"""Drawing: Lester et al. 2021 Figure 1 (score vs model size, one line per method) and the pieces
-every figure shares (colours, the log-size axis, mean lines with std bands, the invalid panel).
+"""Drawing: Lester et al. 2021 Figure 1 (score vs model size, one line per method, or per method x
+model family when the rows hold several families) and the pieces every figure shares (colours,
+family markers, the log-size axis, mean lines with std bands, the invalid panel). ``fit`` overlays
+each line's scaling fit (:mod:`promptscale.report.overlays`).
 
 Drawing only: scores come from :mod:`promptscale.report.scores`, tables from
 :mod:`promptscale.report.tables`; figures are registered by name in
@@ -20,7 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, NullLocator
 
 from promptscale.reference import GPT3_FEW_SHOT, LESTER_FIG1, T5_PARAMS
-from promptscale.report.labels import T5_LABELS, method_label
+from promptscale.report.labels import T5_LABELS, family_label, method_label
+from promptscale.report.overlays import FIT_NOTE
 from promptscale.report.registry import FIGURES, DrawOptions
 from promptscale.report.scores import invalid_table, score_description, score_table, table_protocols
 from promptscale.report.selection import describe_protocol, filter_experiment
@@ -94,15 +97,15 @@ def plot_lines(ax, table: pd.DataFrame, keys: list[str], style: Callable[[tuple]
         ax: Matplotlib axes.
         table: Columns ``total_params, mean, std`` and ``keys`` (rows in drawing order).
         keys: Columns whose values make a line, e.g. ``["method"]``.
-        style: Line key (a tuple) -> ``(colour, label)``.
+        style: Line key (a tuple) -> ``(colour, label)`` or ``(colour, label, marker)``.
         lw: Line width.
     """
     for key, t in table.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         t = t.sort_values("total_params")
         x, m, sd = (t[c].to_numpy(float) for c in ("total_params", "mean", "std"))
-        color, label = style(key)
-        ax.plot(x, m, "-o", color=color, lw=lw, ms=2.5 * lw, label=label, zorder=3)
+        color, label, *marker = style(key)
+        ax.plot(x, m, "-" + (marker[0] if marker else "o"), color=color, lw=lw, ms=2.5 * lw, label=label, zorder=3)
         if len(t) > 1:
             ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.2, lw=0, zorder=2)
         elif sd[0] > 0:
@@ -186,6 +189,28 @@ def _method_style(key: tuple) -> tuple[str, str]:
     return method_color(key[0]), method_label(key[0])
 
 
+FAMILY_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def family_marker(family: str, families: list[str]) -> str:
+    """The marker of a family's lines: by its position among the families drawn."""
+    return FAMILY_MARKERS[families.index(family) % len(FAMILY_MARKERS)] if family in families else "o"
+
+
+def line_keys(table: pd.DataFrame) -> tuple[list[str], Callable[[tuple], tuple]]:
+    """Figure 1's line keys and style: a line per method, or per method x family when rows name several
+    families (colour: the method; marker and label: the family)."""
+    families = sorted(set(table["family"])) if "family" in table else []
+    if len(families) < 2:
+        return ["method"], _method_style
+
+    def style(key: tuple) -> tuple[str, str, str]:
+        method, family = key
+        return method_color(method), f"{method_label(method)} · {family_label(family)}", family_marker(family, families)
+
+    return ["method", "family"], style
+
+
 def plot_figure(
     rows: list[dict],
     *,
@@ -193,6 +218,7 @@ def plot_figure(
     reference: bool = True,
     invalid: bool = False,
     title: str | None = None,
+    fit: bool = False,
 ) -> Figure:
     """Builds the score-vs-size figure (without saving it).
 
@@ -202,17 +228,25 @@ def plot_figure(
         reference: Overlay the published curves (dashed) and GPT-3 few-shot (dotted).
         invalid: Add a panel below: invalid-output % vs size per method (generate rows).
         title: Figure title; by default it says which tasks the score averages and the protocol.
+        fit: Overlay each line's scaling fit and its band (:mod:`promptscale.report.overlays`).
 
     Returns:
-        The matplotlib ``Figure`` (Agg canvas; no pyplot state).
+        The matplotlib ``Figure`` (Agg canvas; no pyplot state). Rows naming several model
+        families draw a line per method x family (the family's marker, named in the legend).
     """
     if not rows:
         raise ValueError("no result rows to plot; run promptscale-train first")
     table = score_table(rows, protocol=protocol)
+    keys, style = line_keys(table)
     fig = Figure(figsize=(11.5, 10.0 if invalid else 5.6), dpi=200)
     ax = fig.add_subplot(2 if invalid else 1, 1, 1)
     fs = 11
-    plot_lines(ax, table, ["method"], _method_style, lw=2.2)
+    plot_lines(ax, table, keys, style, lw=2.2)
+    if fit:
+        from promptscale.analysis.fits import fit_lines
+        from promptscale.report.overlays import draw_fits
+
+        draw_fits(ax, fit_lines(rows, protocol), keys, style)
     if reference:
         _reference_curves(ax)
     size_axes(ax, fs, "Model parameters (top: T5 1.1 size)")
@@ -226,14 +260,15 @@ def plot_figure(
         fontsize=fs - 2,
         frameon=False,
         title=f"Solid: this repo, mean ± std over {seeds_text(table)} seed(s),\n{protocol_text}"
-        "\nDashed/dotted: published, all 8 tasks",
+        + ("\n" + FIT_NOTE if fit else "")
+        + "\nDashed/dotted: published, all 8 tasks",
         title_fontsize=fs - 3,
     )
     leg._legend_box.align = "left"
     if invalid:
         ax2 = fig.add_subplot(2, 1, 2)
         bad = invalid_or_none(rows, False, table.attrs["tasks"])
-        invalid_axes(ax2, bad, ["method"], _method_style, fs, like=ax)
+        invalid_axes(ax2, bad, keys, style, fs, like=ax)
         ax2.set_title("Invalid outputs: generated text that is no valid label (generate rows)", fontsize=fs + 1)
     fig.tight_layout()
     return fig
@@ -247,13 +282,15 @@ def draw_figure(
     reference: bool = True,
     invalid: bool = False,
     title: str | None = None,
+    fit: bool = False,
 ) -> dict[str, Path]:
     """Writes the figure and tables.
 
     Files: ``figure1.png``, ``figure1.pdf``, ``figure1.csv`` (the :func:`score_table` under
     ``protocol``), ``tasks.md`` / ``tasks.tex`` (per-task table, markdown and LaTeX booktabs,
     every protocol the rows have on adjacent lines) and ``tasks.csv`` (the long per-task table
-    of those protocols).
+    of those protocols); with ``fit``, ``figure1_fits.csv`` (each line's fitted form, parameters
+    and AICc).
 
     Args:
         rows: Result rows (``ResultsStore.rows()``).
@@ -262,6 +299,7 @@ def draw_figure(
         reference: Overlay published curves.
         invalid: Add the invalid-output panel.
         title: Figure title (default: says which tasks the score averages, and the protocol).
+        fit: Overlay the scaling fits.
 
     Returns:
         File name (e.g. ``"figure1.png"``) -> written path.
@@ -276,9 +314,14 @@ def draw_figure(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in FIGURE1_FILES}
+    if fit:
+        from promptscale.analysis.fits import fit_lines, fit_table
+
+        paths["figure1_fits.csv"] = out / "figure1_fits.csv"
+        reissued(lambda: fit_table(fit_lines(rows, protocol))).to_csv(paths["figure1_fits.csv"], index=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the score table's warnings were just issued
-        fig = plot_figure(rows, protocol=protocol, reference=reference, invalid=invalid, title=title)
+        fig = plot_figure(rows, protocol=protocol, reference=reference, invalid=invalid, title=title, fit=fit)
         paths["tasks.md"].write_text(tasks_markdown(rows, shown), encoding="utf-8")
         paths["tasks.tex"].write_text(tasks_latex(rows, shown, label="tab:figure1-tasks"), encoding="utf-8")
         tasks_frame(rows, shown).to_csv(paths["tasks.csv"], index=False)
@@ -290,4 +333,4 @@ def draw_figure(
 def figure1(rows: list[dict], out_dir: Path, options: DrawOptions) -> dict[str, Path]:
     """Registry entry ``figure1``: the options' experiment's rows (all rows if none)."""
     rows = filter_experiment(rows, options.experiment, "the rows")
-    return draw_figure(rows, out_dir, **options.style())
+    return draw_figure(rows, out_dir, **options.style(), fit=options.fit)

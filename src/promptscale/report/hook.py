@@ -16,13 +16,25 @@ log = logging.getLogger(__name__)
 
 
 def _tracker(config: Any):
-    """The sweep's ``WandbSettings`` from its ``logger`` node, or ``None`` if it has none."""
+    """The sweep's ``WandbSettings`` from its ``logger`` node, or ``None`` if its tracker is not W&B.
+
+    Other trackers (``logger=csv``, ``logger=tensorboard``) get no summary run, nor does
+    ``logger=none`` (W&B disabled): the figures are drawn all the same. Only a W&B node is instantiated here, so a
+    Lightning logger config never creates folders or files at sweep end.
+    """
     node = config.get("logger") if hasattr(config, "get") else None
-    if node is None:
+    target = node.get("_target_") if node is not None and hasattr(node, "get") else None
+    if not target:
         return None
-    from hydra.utils import instantiate
+    from hydra.utils import get_class, instantiate
+
+    from promptscale.tracking import WandbSettings
 
     try:
+        cls = get_class(str(target))
+        if not (isinstance(cls, type) and issubclass(cls, WandbSettings)):
+            log.info("tracker %s is not W&B: no summary run (figures and tables are drawn)", target)
+            return None
         return instantiate(node)
     except Exception:  # noqa: BLE001 - a summary run is a nicety, never a failure
         log.exception("W&B settings in `logger` could not be read; no summary run")
@@ -40,7 +52,9 @@ class FigureCallback(Callback):
     is not disabled, a ``job_type="summary"`` W&B run logs the results table and
     score-vs-parameters charts (:mod:`promptscale.report.wandb`). A problem is logged loudly
     but never fails the sweep (an unknown figure or protocol name fails at construction, before
-    any job runs).
+    any job runs). The summary run also gets the figures drawn (images) and the gap's CI table;
+    a tracker that is not W&B (``logger=csv``, ``logger=tensorboard``) gets none, and the figures
+    are drawn all the same.
 
     Args:
         results: Results store path.
@@ -68,6 +82,7 @@ class FigureCallback(Callback):
         self.figures = check_figure_names(list(figures), "figures")
         self.protocols = [check_protocol(p) for p in protocols]
         self.tracker = None
+        self.drawn: dict[str, Path] = {}  # files of the first protocol's figures, for the W&B summary
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         self.tracker = _tracker(config)
@@ -77,16 +92,20 @@ class FigureCallback(Callback):
         except Exception:  # noqa: BLE001 - the sweep's results are safe in the store
             log.exception("FIGURE NOT DRAWN: no rows to draw from %s", self.results)
             return
+        self.drawn = {}
         for protocol in self.protocols:
             for name in self.figures:
-                self._draw(name, all_rows, protocol)
+                paths = self._draw(name, all_rows, protocol)
+                if protocol == self.protocols[0]:
+                    self.drawn.update(paths)
         self._summary(rows)
 
-    def _draw(self, name: str, rows: list[dict], protocol: str) -> None:
-        """Draws one figure; a failure is logged with the command that redraws it."""
+    def _draw(self, name: str, rows: list[dict], protocol: str) -> dict[str, Path]:
+        """Draws one figure (its files, or none); a failure is logged with the command that redraws it."""
         out = Path(self.out_dir) if protocol == self.protocols[0] else Path(self.out_dir) / protocol
+        options = DrawOptions(experiment=self.experiment, protocol=protocol, results=self.results)
         try:
-            paths = draw(name, rows, out, DrawOptions(experiment=self.experiment, protocol=protocol))
+            paths = draw(name, rows, out, options)
         except Exception:  # noqa: BLE001 - the sweep's results are safe in the store
             log.exception(
                 "FIGURE NOT DRAWN: %s (%s protocol) from %s failed (the sweep's results are saved; rerun "
@@ -100,11 +119,12 @@ class FigureCallback(Callback):
                 out,
                 f" --experiment {self.experiment}" if self.experiment else "",
             )
-            return
+            return {}
         log.info("%s (%s protocol) written: %s", name, protocol, ", ".join(str(p) for p in paths.values()))
+        return paths
 
     def _summary(self, rows: list[dict]) -> None:
-        """The W&B summary run of the sweep's rows, unless W&B is off."""
+        """The W&B summary run of the sweep's rows and drawn figures, unless the tracker is not W&B or is off."""
         if self.tracker is None or getattr(self.tracker, "mode", "disabled") == "disabled":
             return
         try:
@@ -116,6 +136,7 @@ class FigureCallback(Callback):
                 name=f"{self.experiment or 'sweep'}-summary",
                 group=self.experiment,
                 save_dir=self.out_dir,
+                files=self.drawn,
             )
             log.info("W&B summary run %s logged (%s)", run_id, self.tracker.mode)
         except Exception:  # noqa: BLE001 - W&B must never fail a sweep

@@ -28,6 +28,17 @@ METHOD_NAMES: dict[str, str] = {
     "lora": "LoRA",
 }
 
+FAMILY_NAMES: dict[str, str] = {
+    "t5_1_1": "T5 1.1",
+    "t5_1_1_lm_adapt": "T5 1.1 LM-adapted",
+    "lm_adapt": "T5 1.1 LM-adapted",
+    "flan_t5": "Flan-T5",
+    "t5": "T5",
+    "mt5": "mT5",
+    "tiny": "tiny",
+}
+"""Legend names of model families (rows' ``family``); others are shown as written."""
+
 T5_LABELS: dict[str, str] = {"small": "Small", "base": "Base", "large": "Large", "xl": "XL", "xxl": "XXL"}
 
 SETTING_NAMES: dict[str, str] = {
@@ -53,6 +64,11 @@ _KNOWN_VALUES: tuple[str, ...] = (
 def method_label(method: str) -> str:
     """Legend label of a method, e.g. ``"Prompt Tuning"`` (unknown methods: title-cased name)."""
     return METHOD_NAMES.get(method, method.replace("_", " ").title())
+
+
+def family_label(family: str) -> str:
+    """Legend label of a model family, e.g. ``"flan_t5"`` -> ``"Flan-T5"``; ``""`` (one family) -> ``""``."""
+    return FAMILY_NAMES.get(family, family)
 
 
 def method_key(method: str) -> tuple[int, str]:
@@ -96,7 +112,7 @@ def setting_name(setting: str) -> str:
 
 def fmt_params(n: float) -> str:
     """Parameter count with a unit, e.g. ``76961152`` -> ``"77M"``."""
-    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= div:
             return f"{n / div:.3g}{unit}"
     return str(int(n))

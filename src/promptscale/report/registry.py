@@ -32,6 +32,15 @@ class DrawOptions:
         invalid: Add the invalid-output panel(s) (generate rows' ``invalid`` metric).
         title: Figure title (``None``: the figure's default, which names tasks and protocol).
         panels: ``"LETTER=EXPERIMENT"`` panel overrides (Figure 3).
+        fit: Overlay each line's scaling fit and its bootstrap band (Figure 1); add the fitted
+            crossing to the gap figure.
+        compare: ``(base, method)`` of the gap figure, each ``METHOD`` or ``METHOD@SETTING``; the
+            difference drawn is method - base.
+        bootstrap: Bootstrap replicates of the gap's intervals.
+        seed: Seed of the bootstrap draws.
+        confidence: Interval coverage.
+        results: The results store the rows came from: figures that read per-example predictions
+            (the gap) find them beside it (``None``: rows without a store, e.g. from W&B).
     """
 
     experiment: str | None = None
@@ -40,6 +49,12 @@ class DrawOptions:
     invalid: bool = False
     title: str | None = None
     panels: tuple[str, ...] = ()
+    fit: bool = False
+    compare: tuple[str, str] = ("model_tuning", "prompt_tuning")
+    bootstrap: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+    results: str | None = None
 
     def style(self) -> dict:
         """The keyword arguments every ``draw_figure*`` function takes: protocol, reference, invalid, title."""
@@ -79,6 +94,12 @@ FIGURES: dict[str, FigureSpec] = {
         ("figure3.png", "figure3.pdf", "figure3.csv", "figure3_tasks.md", "figure3_tasks.tex", "figure3_tasks.csv"),
         "Lester et al. 2021 Fig. 3: ablation panels (prompt length, init, pre-training, LM adaptation), a line per "
         "setting",
+    ),
+    "gap": FigureSpec(
+        "promptscale.report.gap:gap",
+        ("gap.png", "gap.pdf", "gap.csv", "gap_tasks.csv", "gap.md", "gap.tex"),
+        "The gap: SuperGLUE score difference of two methods (default prompt tuning - model tuning) vs model "
+        "size, 95% paired-bootstrap CI band, zero line, the paper's gap dashed; the CI table with 'gap closed at'",
     ),
 }
 """Name -> figure. Add a figure by adding an entry (and its draw function)."""

@@ -174,6 +174,62 @@ def _common_tasks(scored: dict[tuple, dict[str, float]]) -> tuple[list[str], boo
 
 SCORE_COLUMNS = ["method", "model", "total_params", "setting", "protocol", "selected_by"]
 SCORE_COLUMNS += ["mean", "std", "n_seeds", "seeds", "tasks"]
+SEED_COLUMNS = ["method", "model", "total_params", "setting", "protocol", "seed", "score"]
+
+
+def families(rows: list[dict]) -> dict[tuple[str, int], str]:
+    """The model family of each (model, total_params) in the rows; empty unless there are several.
+
+    Rows name their model's family (``family``: T5 1.1 LM-adapted, Flan-T5, T5, mT5, ...); rows
+    written before that belong to an unnamed family ``""``. One family needs no column.
+    """
+    names = {(str(r["model"]), int(r["total_params"])): str(r.get("family") or "") for r in rows}
+    return names if len(set(names.values())) > 1 else {}
+
+
+def _with_family(df: pd.DataFrame, rows: list[dict]) -> pd.DataFrame:
+    """Adds a ``family`` column after ``model`` where the rows hold several families (else leaves ``df``)."""
+    names = families(rows)
+    if names and not df.empty:
+        keys = zip(df["model"].astype(str), df["total_params"].astype(int))
+        df.insert(df.columns.get_loc("model") + 1, "family", [names.get(k, "") for k in keys])
+    return df
+
+
+def _seed_scores(rows: list[dict], by_setting: bool, protocol: str):
+    """Per cell, each seed's SuperGLUE score over the tasks common to all runs; with the runs and tasks."""
+    runs = seed_runs(rows, by_setting, protocol)
+    scored = {g: {t: s for t, s in sc.items() if t in SCORED_TASKS} for g, sc in _task_scores(runs).items()}
+    scored = {g: sc for g, sc in scored.items() if sc}
+    if not scored:
+        raise ValueError(
+            f"no status 'ok', split 'val' rows of a scored SuperGLUE task ({', '.join(SCORED_TASKS)}) to plot"
+        )
+    tasks, restricted = _common_tasks(scored)
+    cells: dict[CellKey, list[tuple[Any, float]]] = defaultdict(list)
+    for (*cell, seed), sc in scored.items():
+        cells[tuple(cell)].append((seed, sum(sc[t] for t in tasks) / len(tasks)))
+    for seed_scores in cells.values():
+        seed_scores.sort(key=lambda x: _seed_sort_key(x[0]))
+    return cells, runs, tasks, restricted
+
+
+def seed_score_table(rows: list[dict], by_setting: bool = False, protocol: str = "paper") -> pd.DataFrame:
+    """Each seed's SuperGLUE score per (method, model, total_params): the points :func:`score_table` averages.
+
+    Columns ``method, model, [family,] total_params, [setting,] protocol, seed, score``; ``attrs``
+    as :func:`score_table`'s. Scaling fits (``promptscale.analysis.scaling``) are fitted to these.
+    """
+    cells, _, tasks, restricted = _seed_scores(rows, by_setting, protocol)
+    records = [
+        dict(zip(("method", "model", "total_params", "setting"), cell))
+        | {"protocol": method_protocol(cell[0], protocol), "seed": seed, "score": score}
+        for cell, seed_scores in cells.items()
+        for seed, score in seed_scores
+    ]
+    df = _frame(records, SEED_COLUMNS, by_setting, extra_key=lambda r: _seed_sort_key(r["seed"]))
+    df.attrs.update(tasks=tasks, restricted=restricted, protocol=protocol)
+    return _with_family(df, rows)
 
 
 def score_table(rows: list[dict], by_setting: bool = False, protocol: str = "paper") -> pd.DataFrame:
@@ -191,30 +247,19 @@ def score_table(rows: list[dict], by_setting: bool = False, protocol: str = "pap
         protocol: ``"paper"``, ``"generate"`` or ``"rank"`` (see :mod:`promptscale.report.selection`).
 
     Returns:
-        Columns ``method, model, total_params, [setting,] protocol, selected_by, mean, std,
-        n_seeds, seeds, tasks`` (``protocol``: the rows' protocol; ``selected_by``: the
-        protocol(s) that chose the best dev step, comma-joined; ``tasks`` comma-joined), sorted
-        by method, setting, size. ``attrs``: ``tasks`` (the scored tasks), ``restricted``
-        (whether runs had more tasks than were scored), ``protocol`` (the choice).
+        Columns ``method, model, [family,] total_params, [setting,] protocol, selected_by, mean,
+        std, n_seeds, seeds, tasks`` (``family``: only where rows name model families;
+        ``protocol``: the rows' protocol; ``selected_by``: the protocol(s) that chose the best dev
+        step, comma-joined; ``tasks`` comma-joined), sorted by method, setting, size. ``attrs``:
+        ``tasks`` (the scored tasks), ``restricted`` (whether runs had more tasks than were
+        scored), ``protocol`` (the choice).
 
     Raises:
         ValueError: No usable rows, none under the protocol, or no scored task common to all runs.
     """
-    runs = seed_runs(rows, by_setting, protocol)
-    per_seed = _task_scores(runs)
-    scored = {g: {t: s for t, s in sc.items() if t in SCORED_TASKS} for g, sc in per_seed.items()}
-    scored = {g: sc for g, sc in scored.items() if sc}
-    if not scored:
-        raise ValueError(
-            f"no status 'ok', split 'val' rows of a scored SuperGLUE task ({', '.join(SCORED_TASKS)}) to plot"
-        )
-    tasks, restricted = _common_tasks(scored)
-    cells: dict[CellKey, list[tuple[Any, float]]] = defaultdict(list)
-    for (*cell, seed), sc in scored.items():
-        cells[tuple(cell)].append((seed, sum(sc[t] for t in tasks) / len(tasks)))
+    cells, runs, tasks, restricted = _seed_scores(rows, by_setting, protocol)
     records = []
     for cell, seed_scores in cells.items():
-        seed_scores.sort(key=lambda x: _seed_sort_key(x[0]))
         chosen_by = set().union(*(runs[(*cell, s)].selected_by for s, _ in seed_scores))
         records.append(
             _record(
@@ -228,7 +273,7 @@ def score_table(rows: list[dict], by_setting: bool = False, protocol: str = "pap
         )
     df = _frame(records, SCORE_COLUMNS, by_setting)
     df.attrs.update(tasks=tasks, restricted=restricted, protocol=protocol)
-    return df
+    return _with_family(df, rows)
 
 
 def task_table(rows: list[dict], by_setting: bool = False, protocol: str = "paper") -> pd.DataFrame:
@@ -300,9 +345,8 @@ def invalid_table(rows: list[dict], by_setting: bool = False, tasks: list[str] |
         )
         for cell, seeds in cells.items()
     ]
-    return _frame(
-        records, ["method", "model", "total_params", "setting", "mean", "std", "n_seeds", "tasks"], by_setting
-    )
+    columns = ["method", "model", "total_params", "setting", "mean", "std", "n_seeds", "tasks"]
+    return _with_family(_frame(records, columns, by_setting), rows)
 
 
 def score_description(table: pd.DataFrame) -> str:

@@ -14,7 +14,7 @@ Three pieces, all offline-capable (``logger.mode``) and none able to fail a trai
     task score over the job's scored tasks); the same under the other protocol as
     ``best_<protocol>/...`` (e.g. ``best_rank/score``); ``best/<task>/invalid`` (the % of
     generated outputs that were no valid label, whichever protocol selected); and the flat
-    keys ``method``, ``model``, ``size``, ``model_params``, ``seed``, ``experiment``,
+    keys ``method``, ``model``, ``size``, ``family``, ``model_params``, ``seed``, ``experiment``,
     ``setting``, ``config_hash``, ``selected_by``.
 
   In the UI: a scatter/line panel with x = ``summary.model_params`` (log scale), y =
@@ -24,7 +24,9 @@ Three pieces, all offline-capable (``logger.mode``) and none able to fail a trai
   (``job_type="summary"``) logging a ``wandb.Table`` of every result row (method, setting,
   model, size, parameters, protocol, task, metric, seed, value), the score table of each
   protocol, and one score-vs-parameters line chart per method (a line per setting) under the
-  paper's protocol for that method.
+  paper's protocol for that method; and what the hook drew: each figure as an image
+  (``figures/<name>``, e.g. ``figures/gap``), the gap's CI table (``gap``: per size the
+  difference and its interval; ``gap_tasks``: per task) and ``gap_closed_at``.
 
 - :func:`fetch_rows` turns runs pulled with ``wandb.Api`` back into result rows (both protocols,
   ``protocol`` set), so ``promptscale-figure --source wandb`` draws the same figure as the store.
@@ -76,6 +78,7 @@ def job_summary(rows: list[dict]) -> dict[str, Any]:
         "method": first["method"],
         "model": first["model"],
         "size": first.get("size"),
+        "family": first.get("family") or "",
         "model_params": first["total_params"],
         "seed": first["seed"],
         "experiment": first["experiment"],
@@ -140,13 +143,35 @@ def _results_table(ok: list[dict]):
     )
 
 
-def dashboard(rows: list[dict]) -> dict[str, Any]:
-    """What the sweep summary run logs: ``{key: wandb.Table | wandb CustomChart}``.
+def drawn_files(files: Mapping[str, Any]) -> dict[str, Any]:
+    """What the summary run logs of the drawn figures: ``figures/<stem>`` images of every PNG, the gap's
+    CI tables (``gap``, ``gap_tasks``) and ``gap_closed_at`` (per family, ``"; "``-joined)."""
+    from pathlib import Path
+
+    import pandas as pd
+    import wandb
+
+    out: dict[str, Any] = {f"figures/{p.stem}": wandb.Image(str(p)) for p in map(Path, files.values())
+                           if p.suffix == ".png" and p.is_file()}  # fmt: skip
+    tables = {
+        n: pd.read_csv(files[f"{n}.csv"], keep_default_na=False) for n in ("gap", "gap_tasks") if f"{n}.csv" in files
+    }
+    out |= {name: wandb.Table(dataframe=frame) for name, frame in tables.items()}
+    if "gap" in tables:
+        closed = tables["gap"].drop_duplicates("family")
+        out["gap_closed_at"] = "; ".join(f"{f}: {c}" if len(closed) > 1 else str(c)
+                                         for f, c in zip(closed["family"], closed["closed_at"]))  # fmt: skip
+    return out
+
+
+def dashboard(rows: list[dict], files: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the sweep summary run logs: ``{key: wandb.Table | wandb CustomChart | wandb.Image | str}``.
 
     Keys: ``results`` (every ok dev row), ``scores`` (the score table of each protocol the rows
     have, one row per method x setting x model x protocol) and ``charts/<method>`` (SuperGLUE
     score vs frozen-model parameters, one line per setting, mean over seeds) under the paper's
     protocol for the method, or the one the rows have (old stores: rank); the title says which.
+    With ``files`` (the hook's drawn figures: name -> path), :func:`drawn_files`' keys too.
     """
     import pandas as pd
     import wandb
@@ -154,7 +179,7 @@ def dashboard(rows: list[dict]) -> dict[str, Any]:
     from promptscale.report.scores import score_table
 
     ok = usable(rows)
-    out: dict[str, Any] = {"results": _results_table(ok)}
+    out: dict[str, Any] = {"results": _results_table(ok), **drawn_files(files or {})}
     tables = {}
     for protocol in protocols_present(ok):
         try:
@@ -187,7 +212,9 @@ def dashboard(rows: list[dict]) -> dict[str, Any]:
     return out
 
 
-def log_sweep_summary(rows: list[dict], tracker, *, name: str, group: str | None, save_dir: str) -> str | None:
+def log_sweep_summary(
+    rows: list[dict], tracker, *, name: str, group: str | None, save_dir: str, files: Mapping[str, Any] | None = None
+) -> str | None:
     """Starts a ``job_type="summary"`` run that logs :func:`dashboard`; returns its id.
 
     Args:
@@ -196,6 +223,7 @@ def log_sweep_summary(rows: list[dict], tracker, *, name: str, group: str | None
         name: Run name, e.g. ``"demo-summary"``.
         group: W&B group (the experiment name, as the jobs').
         save_dir: Folder for the local (offline) run files.
+        files: The figures the hook drew (file name -> path): images and the gap's CI table.
 
     Returns:
         The run id, or ``None`` when W&B is disabled.
@@ -207,7 +235,7 @@ def log_sweep_summary(rows: list[dict], tracker, *, name: str, group: str | None
     import wandb
 
     os.makedirs(save_dir, exist_ok=True)
-    payload = dashboard(rows)
+    payload = dashboard(rows, files)
     run = wandb.init(
         project=tracker.project,
         entity=tracker.entity,
@@ -288,6 +316,7 @@ def _common_fields(run, config: dict, summary: dict) -> dict | None:
         "method": method,
         "model": _get(config, "model", "name"),
         "size": _get(config, "model", "size"),
+        "family": summary.get("family") or _get(config, "model", "family") or "",
         "total_params": int(model_params),
         "method_params": int(params.get("total_params", model_params)) - int(model_params),
         "trainable_params": params.get("trainable_params"),
