@@ -108,8 +108,13 @@ def job_summary(rows: list[dict]) -> dict[str, Any]:
 
 
 def log_job_summary(logger, rows: list[dict]) -> None:
-    """Writes :func:`job_summary` into the job's W&B run; a W&B problem is only logged."""
-    if logger is None or not rows:
+    """Writes :func:`job_summary` into the job's W&B run; a W&B problem is only logged.
+
+    Other trackers (``logger=csv``, ``logger=tensorboard``) have no run summary: nothing to do.
+    """
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not isinstance(logger, WandbLogger) or not rows:
         return
     try:
         logger.experiment.summary.update(job_summary(rows))
