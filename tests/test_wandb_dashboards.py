@@ -17,7 +17,8 @@ from promptscale import tracking
 from promptscale.report.cli import main
 from promptscale.report.hook import FigureCallback
 from promptscale.report.scores import score_table
-from promptscale.report.wandb import TABLE_COLUMNS, dashboard, fetch_rows, job_summary, log_sweep_summary, run_rows
+from promptscale.report.wandb import TABLE_COLUMNS, dashboard, job_summary, log_sweep_summary
+from promptscale.report.wandb_rows import fetch_rows, run_rows
 from promptscale.store.results import ResultsStore
 from promptscale.tracking import WandbSettings
 from promptscale.train import run

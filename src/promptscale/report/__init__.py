@@ -4,7 +4,8 @@
 -> ``tables`` (markdown, LaTeX) -> ``scores`` (aggregation) -> ``selection`` (rows, protocols),
 ``labels`` -> the store. ``gap`` and ``overlays`` also read ``promptscale.analysis`` (paired
 comparisons, scaling fits), which reads ``scores`` and the store. ``wandb`` (job and sweep
-summaries) imports ``scores``, never the drawing modules: it logs the files they drew.
+summaries) imports ``scores``, never the drawing modules: it logs the files they drew;
+``wandb_rows`` reads runs back into rows (``--source wandb``).
 
 This package module stays light (no pandas, no matplotlib): the config check imports
 :data:`FIGURE_NAMES` to validate ``figure.draw`` before any data loads.

@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
 def _rows(args: argparse.Namespace) -> tuple[list[dict], str]:
     """The source's rows and a phrase naming it for error messages."""
     if args.source == "wandb":
-        from promptscale.report.wandb import fetch_rows
+        from promptscale.report.wandb_rows import fetch_rows
 
         where = f"W&B project {args.entity + '/' if args.entity else ''}{args.project}"
         rows = fetch_rows(args.project, entity=args.entity, group=args.group)
