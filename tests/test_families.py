@@ -162,3 +162,15 @@ def test_rows_carry_the_family_and_the_measured_tied_count(make_config, one_thre
     assert {r["family"] for r in rows} == {"t5"}
     assert rows[0]["total_params"] == instantiate(cfg.model).count_parameters()
     assert rows[0]["trainable_params"] == 4 * 32
+
+
+def test_bf16_storage_of_frozen_linears_leaves_a_tied_embedding_alone():
+    """The original T5's LM head is its input embedding: storing frozen Linear weights in bf16
+    (bf16-mixed, frozen backbones) must not turn the embedding lookups into bf16."""
+    from promptscale.methods.base import cast_frozen_linears
+
+    model = tiny_spec("t5").build().requires_grad_(False)
+    assert model.lm_head.weight is model.shared.weight
+    cast_frozen_linears(model, torch.bfloat16)
+    assert model.shared.weight.dtype == torch.float32 and model.lm_head.weight is model.shared.weight
+    assert model.encoder.block[0].layer[0].SelfAttention.q.weight.dtype == torch.bfloat16

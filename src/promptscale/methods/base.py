@@ -273,9 +273,16 @@ def count(params) -> int:
 
 
 def cast_frozen_linears(model: nn.Module, dtype: torch.dtype) -> None:
-    """Casts the weight of every ``nn.Linear`` that does not train to ``dtype``, in place."""
+    """Casts the weight of every ``nn.Linear`` that does not train to ``dtype``, in place.
+
+    A weight an embedding shares (the original T5's LM head is its input embedding) stays as it
+    is: casting it would change the embedding lookups, which autocast leaves in fp32.
+    """
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     for module in model.modules():
-        if isinstance(module, nn.Linear) and not module.weight.requires_grad and module.weight.dtype != dtype:
+        if not isinstance(module, nn.Linear) or id(module.weight) in embeddings:
+            continue
+        if not module.weight.requires_grad and module.weight.dtype != dtype:
             module.weight.data = module.weight.data.to(dtype)
 
 
