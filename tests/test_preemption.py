@@ -12,7 +12,7 @@ from promptscale.resume import Preempted
 from promptscale.store.results import ResultsStore
 from promptscale.train import run
 
-from conftest import compose_config
+from conftest import FAST, compose_config
 
 # 16 CB examples in batches of 4: 4 steps per epoch, so step 5 is mid-epoch; evaluation every 4
 # steps; dropout on (tiny_s has 0.1), so a resume that got the RNG wrong would show.
@@ -74,14 +74,7 @@ def uninterrupted(tmp_path_factory):
             runs[extra] = run(
                 compose_config(
                     tmp_path_factory.mktemp("unbroken"),
-                    [
-                        "model=tiny_s",
-                        "logger=none",
-                        "trainer.enable_progress_bar=false",
-                        "recipe.batch_size=4",
-                        *SETUP,
-                        *with_method(extra),
-                    ],
+                    [*FAST, *SETUP, *with_method(extra)],  # the interrupted runs' own settings
                 )
             )
         return runs[extra]
