@@ -47,6 +47,7 @@ BLOCKS = {
     "recipe": ("promptscale.job.Recipe", set()),
     "recipe.optimizer": ("promptscale.optim.OptimizerSpec", {"total_steps"}),
     "evaluation": ("promptscale.evaluation.EvaluationSpec", {"strip_sentinel"}),
+    "speed": ("promptscale.speed.SpeedSpec", set()),
 }
 FP16 = {"16", "16-mixed", "16-true", "fp16", "half"}
 

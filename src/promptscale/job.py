@@ -34,6 +34,7 @@ from promptscale.hardware import resolve_precision
 from promptscale.methods.base import TextToTextModule
 from promptscale.models import ModelSpec
 from promptscale.optim import OptimizerSpec
+from promptscale.speed import SpeedSpec, configure
 from promptscale.store.hashing import config_hash, hashable_config
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class JobSpec:
         recipe: The typed ``recipe`` block.
         evaluation: The typed ``evaluation`` block (protocol, generation length).
         method_class: The method's class (its name, whether it trains, what it reads).
+        speed: The typed ``speed`` block (how steps run; not hashed, see ``speed.py``).
     """
 
     cfg: DictConfig
@@ -91,6 +93,7 @@ class JobSpec:
     recipe: Recipe
     evaluation: EvaluationSpec
     method_class: type[TextToTextModule]
+    speed: SpeedSpec = SpeedSpec()
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> JobSpec:
@@ -106,7 +109,8 @@ class JobSpec:
         if method_class.trains and recipe.optimizer is None:
             raise ValueError(f"method {method_class.name} trains: set recipe.optimizer (name, lr, ...)")
         evaluation = EvaluationSpec(**cfg.evaluation, strip_sentinel=bool(cfg.data.target_sentinel))
-        return cls(cfg, config, config_hash(hashable_config(config)), recipe, evaluation, method_class)
+        speed = SpeedSpec(**(cfg.get("speed") or {}))  # configs saved before the block: the defaults
+        return cls(cfg, config, config_hash(hashable_config(config)), recipe, evaluation, method_class, speed)
 
     @property
     def method_name(self) -> str:
@@ -152,6 +156,7 @@ def build_job(spec: JobSpec, training: bool = True) -> Job:
         optimizer=spec.recipe.optimizer,
         evaluation=spec.evaluation,
     )
+    configure(method, spec.speed)  # applied by the method's setup()
     method.bind_records(data.records)
     data.attach(method.tokenizer, method.format)
     return Job(spec, data, method)

@@ -32,13 +32,13 @@ from transformers import StoppingCriteriaList
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from promptscale import speed
 from promptscale.data.example import Example
 from promptscale.data.formats import format_examples
 from promptscale.data.tasks import get_task
 from promptscale.distributed import gather_unique
 from promptscale.evaluation import EvaluationSpec, ExampleResult, TaskResult, evaluate_batch, log_items, update_best
 from promptscale.models import ModelSpec
-from promptscale.modules.attention import use_shared_bias_attention
 from promptscale.optim import OptimizerSpec, build_optimizer
 
 log = logging.getLogger(__name__)
@@ -153,16 +153,20 @@ class TextToTextModule(L.LightningModule):
         return build_optimizer(self.optimizer_spec, self.trainable_parameters())
 
     def setup(self, stage: str) -> None:
-        """Speedups with bitwise-identical results, applied once the subclass has built its model.
+        """Speedups, applied once the subclass has built its model.
 
         * On plain SDPA, T5's position-bias mask is merged once per stack instead of once per
           layer (``modules/attention.py``); other backends (prefix tuning's) are left alone.
+          Bitwise identical.
         * Under ``bf16-mixed``, frozen ``nn.Linear`` weights are stored in bf16: autocast would
           cast them before every matmul anyway (it caches casts only of weights that require
           grad), so this saves a cast of every frozen weight per forward pass and half their
           memory. Embeddings, norms and trainable tensors stay fp32; ``32-true`` is unchanged.
+          Bitwise identical.
+        * The job's ``speed`` switches (``speed.py``: direct CPU attention, dropout masks from
+          random bits, compile), each within the tolerance ``tests/test_speed.py`` states.
         """
-        use_shared_bias_attention(self.model)
+        speed.apply(self.model, speed.switches(self))
         if self.frozen_backbone and str(self.trainer.precision) == "bf16-mixed":
             cast_frozen_linears(self.model, torch.bfloat16)
 

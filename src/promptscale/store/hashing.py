@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-HASH_EXCLUDE: tuple[str, ...] = ("paths", "logger", "callbacks", "hydra", "results", "wandb", "figure")
+HASH_EXCLUDE: tuple[str, ...] = ("paths", "logger", "callbacks", "hydra", "results", "wandb", "figure", "speed")
 """Top-level config keys that say where/how a run is executed, not what it computes."""
 
 TRAINER_HASH_EXCLUDE: tuple[str, ...] = (
