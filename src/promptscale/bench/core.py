@@ -16,53 +16,53 @@ from pathlib import Path
 
 import torch
 
-from promptscale.data.datamodule import Item, SuperGlueDataModule
-from promptscale.data.example import Example
-
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 PEAK_DTYPE = {"bf16-mixed": torch.bfloat16, "32-true": torch.float32}
 
 
 @dataclass
 class Settings:
-    """One benchmark run. ``Settings.full()`` is the README run; ``Settings.tiny()`` the smoke test.
+    """One benchmark run: ``Settings()`` is the README run on CPU, ``Settings.tiny_run`` the smoke test.
 
     Attributes:
-        tiny: Tiny shapes, one repeat (plumbing only; its numbers mean nothing).
+        tiny: Tiny shapes, one step per repeat (plumbing only; its numbers mean nothing).
         sizes: ``conf/model`` names whose architecture is benchmarked (random init).
-        eval_sizes: Sizes of the evaluation comparison.
-        memory_sizes: Sizes of the memory subprocesses.
-        repeats: Alternating repeats per comparison; medians over them are reported.
-        warmup_steps: Training steps per repeat that are not timed (first-step allocations).
-        measure_steps: Timed training steps per repeat.
-        batch_size: Training batch size (the same for every arm).
-        input_range: Training input lengths, uniform in [lo, hi] tokens (RTE-like).
-        eval_per_task: Evaluation records per classification task.
-        eval_batch_size: Evaluation batch size.
+        methods: Our methods timed at every size (with their PEFT arms where PEFT has one).
+        more_methods: Methods timed at some sizes only (LoRA at Small: the CPU run's time budget).
+        model_tuning_sizes: Sizes that also time model tuning (utilisation).
+        tasks: Tasks of the recipe workload (one training step each per pass, ``bench/workload.py``).
+        repeats: Repeats per size; the tasks are split over them (long with short), arms alternate.
+        batch_size: Training batch of every arm (the recipe's 32; model tuning: its micro-batch).
+        accumulate: Micro-batches per step by size, for all arms alike (CPU RAM: a Base batch of 32
+            MultiRC inputs + 100 prompt vectors holds ~25 GB of activations; this machine has 23).
+        eval_sizes, eval_per_task, eval_batch_size: The evaluation comparison.
+        memory_jobs: (size, task) shapes of the memory subprocesses (prompt vs model tuning).
         device: ``cpu`` or ``cuda``.
         precision: Lightning precision of every arm (``bf16-mixed``: bf16 autocast, fp32 weights).
+        threads: torch intra-op threads of every arm (and of the jobs the benchmark builds).
         peak_n: Side of the square matmul whose FLOP/s is the utilisation peak.
         seed: Seed of the synthetic data and of the random weights.
     """
 
     tiny: bool = False
     sizes: tuple[str, ...] = ("small", "base")
+    methods: tuple[str, ...] = ("prompt_tuning",)
+    more_methods: dict[str, tuple[str, ...]] = field(default_factory=lambda: {"small": ("lora",)})
+    model_tuning_sizes: tuple[str, ...] = ("small",)
+    tasks: tuple[str, ...] = ("boolq", "multirc", "record", "cb", "rte", "wsc", "copa", "wic")
+    repeats: dict[str, int] = field(default_factory=lambda: {"small": 2, "base": 4})
+    batch_size: int = 32
+    accumulate: dict[str, int] = field(default_factory=lambda: {"base": 4})
     eval_sizes: tuple[str, ...] = ("small",)
-    memory_sizes: tuple[str, ...] = ("small", "base")
-    repeats: int = 3
-    warmup_steps: int = 1
-    measure_steps: int = 2
-    batch_size: int = 4
-    input_range: tuple[int, int] = (40, 80)
-    eval_per_task: int = 4
-    eval_batch_size: int = 8
+    eval_per_task: int = 8
+    eval_batch_size: int = 32
+    memory_jobs: tuple[tuple[str, str], ...] = (("base", "rte"),)
+    memory_parallel: int = 1
     device: str = "cpu"
     precision: str = "bf16-mixed"
+    threads: int | None = 1
     peak_n: int = 2048
     seed: int = 0
-    memory_parallel: int = 2
-    memory_methods: tuple[str, ...] | None = None  # None: every method in conf/method that trains
-    loop_arm_sizes: tuple[str, ...] = ("small",)  # sizes with the bare-loop arm (Trainer overhead)
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -70,24 +70,27 @@ class Settings:
         return cls(
             tiny=True,
             sizes=("tiny_s",),
+            methods=("prompt_tuning", "lora"),
+            model_tuning_sizes=("tiny_s",),
+            tasks=("boolq", "rte", "copa"),
+            repeats={"tiny_s": 1},
+            batch_size=4,
+            accumulate={"tiny_s": 2},
             eval_sizes=("tiny_s",),
-            memory_sizes=("tiny_s",),
-            repeats=1,
-            warmup_steps=1,
-            measure_steps=1,
-            batch_size=2,
-            input_range=(8, 24),
             eval_per_task=1,
             eval_batch_size=4,
+            memory_jobs=(("tiny_s", "rte"),),
             device=device,
             peak_n=256,
-            loop_arm_sizes=("tiny_s",),
-            memory_methods=("model_tuning", "prompt_tuning"),
         )
 
-    @property
-    def steps(self) -> int:
-        return self.warmup_steps + self.measure_steps
+    def repeats_at(self, size: str) -> int:
+        return max(1, min(self.repeats.get(size, 2), len(self.tasks)))
+
+    def methods_at(self, size: str) -> list[str]:
+        """Our methods timed at ``size``."""
+        extra = ("model_tuning",) if size in self.model_tuning_sizes else ()
+        return list(dict.fromkeys((*self.methods, *self.more_methods.get(size, ()), *extra)))
 
 
 def resolve_device(name: str) -> str:
@@ -129,13 +132,17 @@ def method_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "method").glob("*.yaml"))
 
 
-def compose_config(size: str, method: str, tasks: str = "rte", seed: int = 0):
-    """The job config ``promptscale-train`` would compose, with a random-init backbone of ``seed``."""
+def compose_config(
+    size: str, method: str, tasks: str = "rte", seed: int = 0, threads: int | None = None, overrides: Sequence[str] = ()
+):
+    """The job config ``promptscale-train`` would compose, with a random-init backbone of ``seed``
+    (and, when given, the benchmark's thread count instead of ``speed.threads=auto``)."""
     from promptscale.job import compose
 
     return compose([
         f"model={size}", "model.init=random", "model.tokenizer=embedded", f"method={method}", f"task={tasks}",
         f"seed={seed}", "logger=none", "paths.root=/tmp/promptscale-bench",
+        *([f"speed.threads={threads}"] if threads else []), *overrides,
     ])  # fmt: skip
 
 
@@ -146,12 +153,14 @@ def method_trains(method: str) -> bool:
     return bool(get_class(compose_config("tiny_s", method).method._target_).trains)
 
 
-def build_method(size: str, method: str, seed: int, tasks: str = "rte"):
+def build_method(
+    size: str, method: str, seed: int, tasks: str = "rte", threads: int | None = None, overrides: Sequence[str] = ()
+):
     """Our LightningModule for ``method`` at ``size`` (random weights drawn from ``seed``) and its job spec,
     built through the job seam (``job.build_job``)."""
     from promptscale.job import JobSpec, build_job
 
-    job = build_job(JobSpec.from_config(compose_config(size, method, tasks, seed)))
+    job = build_job(JobSpec.from_config(compose_config(size, method, tasks, seed, threads, overrides)))
     return job.method, job.spec
 
 
@@ -168,37 +177,15 @@ def random_ids(length: int, rng: random.Random, vocab: int) -> list[int]:
     return [rng.randrange(3, vocab) for _ in range(max(length - 1, 0))] + [1]
 
 
-def train_items(tokenizer, n: int, lengths: tuple[int, int], seed: int) -> list[Item]:
-    """``n`` RTE-like training items: random input ids of uniform length, real label targets."""
-    rng = random.Random(seed)
-    targets = [tokenizer(w)["input_ids"] for w in ("entailment", "not_entailment")]
-    vocab = min(len(tokenizer), 2000)
-    items = []
-    for i in range(n):
-        ex = Example(task="rte", inputs="", targets="", choices=(), label=-1, group=str(i), answers=())
-        items.append(Item(ex, random_ids(rng.randint(*lengths), rng, vocab), targets[i % 2]))
-    return items
-
-
-def collator(tokenizer) -> SuperGlueDataModule:
-    """A datamodule whose ``collate_train`` / ``collate_eval`` pad exactly as training does."""
-    data = SuperGlueDataModule(tasks=["rte"])
-    data.tokenizer = tokenizer
-    return data
-
-
-def batch_tokens(batch: dict) -> tuple[int, int]:
-    """(real tokens: non-pad inputs + target tokens, computed tokens: padded input + target)."""
-    real = int(batch["attention_mask"].sum()) + int((batch["labels"] >= 0).sum())
-    return real, batch["input_ids"].numel() + batch["labels"].numel()
-
-
 # -- timing ------------------------------------------------------------------------------------
-def alternate(arms: dict[str, Callable[[], dict]], repeats: int, log: Callable[[str], None]) -> dict[str, list[dict]]:
+def alternate(
+    arms: dict[str, Callable[..., dict]], repeats: int, log: Callable[[str], None], with_repeat: bool = False
+) -> dict[str, list[dict]]:
     """Runs every arm once per repeat, reversing the order on odd repeats; returns their results.
 
     Alternation puts each arm under the same background load (other processes on the cores)
-    and cancels drift; the caller reports medians and per-repeat paired ratios.
+    and cancels drift; the caller reports medians and per-repeat paired ratios. With
+    ``with_repeat`` an arm is called with the repeat's index (its share of the workload).
     """
     out: dict[str, list[dict]] = {name: [] for name in arms}
     names = list(arms)
@@ -207,7 +194,7 @@ def alternate(arms: dict[str, Callable[[], dict]], repeats: int, log: Callable[[
             gc.collect()
             t0 = time.perf_counter()
             try:
-                out[name].append(arms[name]())
+                out[name].append(arms[name](r) if with_repeat else arms[name]())
             except Exception as err:  # an arm that breaks is reported, not fatal
                 out[name].append({"error": f"{type(err).__name__}: {err}"[:300]})
             log(f"  repeat {r + 1}/{repeats} {name}: {time.perf_counter() - t0:.1f}s wall")
@@ -297,14 +284,15 @@ def t5_forward_flops(spec, batch: int, enc_len: int, dec_len: int, extras: Extra
     return float(layers * (enc_w + dec_w) + head), float(layers * (enc_a + dec_a))
 
 
-def training_flops(spec, batch: dict, extras: Extras, backbone_trains: bool) -> float:
-    """Forward + backward matmul FLOPs of one training step, trainable-aware.
+def training_flops(
+    spec, batch: int, enc_len: int, dec_len: int, extras: Extras = Extras(), backbone_trains: bool = True
+) -> float:
+    """Forward + backward matmul FLOPs of one training step on padded shapes, trainable-aware.
 
     Backward of a weight matmul costs 2x its forward when the weight trains (input and weight
     gradients) and 1x when it is frozen (input gradient only, which the trainable prompt /
     prefix / adapters below it still need); attention matmuls have no weights: 2x. So model
     tuning counts 3x forward, frozen-backbone methods about 2x.
     """
-    b, t = batch["input_ids"].shape
-    weights, attention = t5_forward_flops(spec, b, t, batch["labels"].shape[1], extras)
+    weights, attention = t5_forward_flops(spec, batch, enc_len, dec_len, extras)
     return weights * (3.0 if backbone_trains else 2.0) + attention * 3.0

@@ -1,9 +1,10 @@
-"""Peak memory per method and size, each configuration in a fresh subprocess.
+"""Peak memory of prompt vs model tuning per (size, task), each configuration in a fresh subprocess.
 
-The worker (``python -m promptscale.bench.memory --size base --method prompt_tuning ...``)
-builds the synthetic batches, records its RSS (``baseline``: interpreter + libraries), builds our
-module, resets the kernel's RSS high-water mark (``/proc/self/clear_refs``), runs the training
-steps with the Lightning Trainer exactly as the throughput benchmark does, and reports:
+The worker (``python -m promptscale.bench.memory --size base --method prompt_tuning --task rte``)
+builds the workload's batches for one task at the recipe batch (``workload.py``), records its
+RSS (``baseline``: interpreter + libraries + data), builds our module, resets the kernel's RSS
+high-water mark (``/proc/self/clear_refs``), runs a warm-up step and two steps of that task with
+the Lightning Trainer exactly as the throughput benchmark does, and reports:
 
 * ``train_peak_mb``: peak RSS during ``fit`` (VmHWM after the reset), set-up included: frozen
   methods still hold the fp32 backbone when ``setup()`` stores its Linear weights in bf16;
@@ -33,6 +34,9 @@ from pathlib import Path
 from promptscale.bench.core import Settings, method_names, method_trains
 
 MMAP_THRESHOLD = str(64 * 1024)
+# The target compares prompt with model tuning; the third row is prompt tuning with its activations
+# recomputed in the backward pass (speed.checkpoint=true), the lever that memory needs at this batch.
+MEMORY_METHODS = {"model_tuning": (), "prompt_tuning": (), "prompt_tuning+checkpoint": ("speed.checkpoint=true",)}
 
 
 def status_mb(key: str) -> float | None:
@@ -71,30 +75,23 @@ class SteadyPeak:
 
 
 def worker(args: argparse.Namespace) -> dict:
-    """Runs in the subprocess: one (size, method) configuration."""
+    """Runs in the subprocess: one (size, method, task) configuration."""
     import torch
-    from torch.utils.data import DataLoader
 
-    from promptscale.bench.core import build_method, build_spec, collator, quiet, train_items
+    from promptscale.bench.core import build_method, build_spec, compose_config, quiet
     from promptscale.bench.training import ours_lightning
+    from promptscale.bench.workload import Workload
 
     quiet()
     torch.set_num_threads(args.threads)
-    settings = Settings(
-        warmup_steps=1,
-        measure_steps=args.steps - 1,
-        batch_size=args.batch_size,
-        input_range=(args.min_len, args.max_len),
-        device=args.device,
-        precision=args.precision,
-        seed=args.seed,
-    )
-    tokenizer = build_spec(args.size).build_tokenizer()
-    items = train_items(tokenizer, settings.steps * settings.batch_size, settings.input_range, args.seed)
-    loader = DataLoader(items, batch_size=settings.batch_size, collate_fn=collator(tokenizer).collate_train)
+    settings = Settings(device=args.device, precision=args.precision, seed=args.seed, threads=args.threads)
+    spec = build_spec(args.size, args.seed)
+    data_config = compose_config(args.size, args.method, seed=args.seed, threads=args.threads).data
+    schedule = [(args.task,) * (args.steps - 1)]  # after the warm-up step: steps - 1 batches of the task
+    workload = Workload.build(spec.build_tokenizer(), data_config, args.batch_size, schedule, args.seed)
     gc.collect()
     baseline = status_mb("VmRSS")  # interpreter, libraries, data: no model yet
-    module, _ = build_method(args.size, args.method, args.seed)
+    module, _ = build_method(args.size, args.method, args.seed, threads=args.threads, overrides=args.override)
     if not module.trains:
         return {"skipped": "has no training step"}
     after_build = status_mb("VmRSS")
@@ -103,8 +100,11 @@ def worker(args: argparse.Namespace) -> dict:
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     steady = SteadyPeak()
-    ours_lightning(module, loader, settings, {"examples": 1, "real": 1, "computed": 1}, (steady,))()
+    stats = ours_lightning(module, workload, spec, settings, (steady,))(0)
     out = {
+        "task": args.task,
+        "batch_size": args.batch_size,
+        "padded_input_per_step": stats["padded_input_per_step"],
         "baseline_mb": baseline,
         "after_build_mb": after_build,
         "train_peak_mb": status_mb("VmHWM") if reset else None,
@@ -123,49 +123,26 @@ def worker(args: argparse.Namespace) -> dict:
     return out
 
 
-def run_one(settings: Settings, size: str, method: str) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "promptscale.bench.memory",
-        "--size",
-        size,
-        "--method",
-        method,
-        "--batch-size",
-        str(settings.batch_size),
-        "--min-len",
-        str(settings.input_range[0]),
-        "--max-len",
-        str(settings.input_range[1]),
-        "--device",
-        settings.device,
-        "--precision",
-        settings.precision,
-        "--steps",
-        str(settings.steps),
-        "--seed",
-        str(settings.seed),
-    ]
+def run_one(settings: Settings, size: str, label: str, task: str) -> dict:
+    method = label.split("+")[0]
+    overrides = [f"--override={o}" for o in MEMORY_METHODS[label]]
+    cmd = [sys.executable, "-m", "promptscale.bench.memory", "--size", size, "--method", method, "--task", task,
+           *overrides,
+           "--batch-size", str(settings.batch_size), "--device", settings.device, "--precision", settings.precision,
+           "--steps", str(3 if not settings.tiny else 2), "--seed", str(settings.seed),
+           "--threads", str(settings.threads or 1)]  # fmt: skip
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD, "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        return {
-            "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:][0][:300]
-            if (proc.stderr or proc.stdout)
-            else f"exit {proc.returncode}"
-        }
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        return {"error": tail[0][:300] if tail else f"exit {proc.returncode}"}
     return json.loads(lines[-1])
 
 
 def run(settings: Settings, log: Callable[[str], None]) -> dict:
-    methods = [
-        m
-        for m in method_names()
-        if (settings.memory_methods is None or m in settings.memory_methods) and method_trains(m)
-    ]
-    jobs = [(size, method) for size in settings.memory_sizes for method in methods]
+    methods = [m for m in MEMORY_METHODS if m.split("+")[0] in method_names() and method_trains(m.split("+")[0])]
+    jobs = [(size, method, task) for size, task in settings.memory_jobs for method in methods]
     log(f"memory: {len(jobs)} subprocesses, {settings.memory_parallel} at a time")
     with ThreadPoolExecutor(max_workers=settings.memory_parallel) as pool:
         found = list(pool.map(lambda job: run_one(settings, *job), jobs))
@@ -173,13 +150,13 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
         "what": __doc__.replace("\n", " ").strip(),
         "precision": settings.precision,
         "batch_size": settings.batch_size,
-        "sizes": {},
+        "shapes": {},
     }
-    for (size, method), row in zip(jobs, found):
-        out["sizes"].setdefault(size, {})[method] = row
+    for (size, method, task), row in zip(jobs, found):
+        out["shapes"].setdefault(f"{size} @ {task}", {})[method] = row
     key = "cuda_max_allocated_mb" if settings.device == "cuda" else "above_baseline_mb"
     out["key"] = key
-    for rows in out["sizes"].values():
+    for rows in out["shapes"].values():
         for field, name in (
             (key, "vs_model_tuning"),
             ("steady_above_baseline_mb", "steady_vs_model_tuning"),
@@ -190,16 +167,9 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
                 if reference and row.get(field) is not None:
                     row[name] = row[field] / reference
     baselines = [
-        row["baseline_mb"] for rows in out["sizes"].values() for row in rows.values() if row.get("baseline_mb")
+        row["baseline_mb"] for rows in out["shapes"].values() for row in rows.values() if row.get("baseline_mb")
     ]
     out["baseline_mb"] = round(sum(baselines) / len(baselines)) if baselines else None
-    sizes = settings.memory_sizes
-    if len(sizes) > 1:
-        out["growth"] = {}
-        for method in methods:
-            first, last = out["sizes"][sizes[0]].get(method, {}), out["sizes"][sizes[-1]].get(method, {})
-            if first.get(key) and last.get(key) is not None:
-                out["growth"][method] = {"from": sizes[0], "to": sizes[-1], "ratio": last[key] / first[key]}
     return out
 
 
@@ -207,12 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", required=True)
     parser.add_argument("--method", required=True)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--min-len", type=int, default=40)
-    parser.add_argument("--max-len", type=int, default=80)
+    parser.add_argument("--override", action="append", default=[], help="a config override (repeatable)")
+    parser.add_argument("--task", default="rte", help="task of the workload whose batches train (workload.py)")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="bf16-mixed")
-    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="training steps, the first one a warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)

@@ -1,9 +1,12 @@
 """Padding: encoder tokens computed per epoch by static, dynamic and length-bucketed batching.
 
-Training items get SuperGLUE-like input lengths (triangular(lo, mode, hi) per task, the official
-training-set sizes x ``scale``): BoolQ and MultiRC long, CB/COPA/RTE/WiC short. The batches are
-the ones ``SuperGlueDataModule.train_dataloader()`` really yields (``MixtureSampler``, and with
-``bucket_by_length=True`` the ``BucketBatchSampler``): counting is exact, nothing is timed.
+Training items get the workload's input lengths (``workload.py``: log-normal through each
+SuperGLUE dev set's median and 95th percentile, cut at 512) and the official training-set sizes
+x ``scale``. The batches are the ones ``SuperGlueDataModule.train_dataloader()`` really yields
+(``MixtureSampler``, and with ``bucket_by_length=True`` the ``BucketBatchSampler``): counting is
+exact, nothing is timed. Settings: the eight tasks' examples-proportional mixture (multi-task
+model tuning; training sizes x ``scale``) and each task alone (the per-task jobs of prompt tuning,
+model tuning, ...; up to ``per_task_cap`` examples).
 
 * ``static``: every batch padded to ``max_input_length`` (512);
 * ``dynamic``: each batch padded to its longest input (what the collate function does);
@@ -20,30 +23,22 @@ from collections import Counter
 from collections.abc import Callable
 
 from promptscale.bench.core import Settings, build_spec, t5_forward_flops
+from promptscale.bench.workload import DEV_LENGTHS, MAX_INPUT, TRAIN_SIZES, sample_lengths
 from promptscale.data.datamodule import Item, SuperGlueDataModule
 from promptscale.data.example import Example
 
-# task: (official train examples, min, mode, max input tokens)
-LENGTHS = {
-    "boolq": (9_427, 150, 190, 500),
-    "multirc": (27_243, 250, 320, 512),
-    "cb": (250, 40, 60, 80),
-    "copa": (400, 20, 25, 40),
-    "rte": (2_490, 30, 50, 80),
-    "wic": (5_428, 20, 30, 50),
-}
-SETTINGS = {"superglue_mixture": tuple(LENGTHS), "boolq": ("boolq",)}
-MAX_LENGTH = 512
+SETTINGS = {"superglue_mixture": tuple(DEV_LENGTHS), **{task: (task,) for task in DEV_LENGTHS}}
+MAX_LENGTH = MAX_INPUT
 
 
-def items_for(tasks: tuple[str, ...], scale: float, seed: int) -> tuple[list[Item], list[int]]:
+def items_for(tasks: tuple[str, ...], scale: float, seed: int, cap: int) -> tuple[list[Item], list[int]]:
+    """Items of ``tasks`` with the workload's lengths: ``scale`` x the training-set sizes (a mixture
+    keeps their proportions), at most ``cap`` per task (two bucketing chunks show a task's effect)."""
     rng = random.Random(seed)
     items, sizes = [], []
     for task in tasks:
-        count, lo, mode, hi = LENGTHS[task]
-        n = max(int(count * scale), 1)
-        for i in range(n):
-            length = int(rng.triangular(lo, hi, mode))
+        n = max(min(int(TRAIN_SIZES[task] * scale), cap), 1)
+        for i, length in enumerate(sample_lengths(task, n, rng)):
             ex = Example(task=task, inputs="", targets="", choices=(), label=-1, group=str(i), answers=())
             items.append(Item(ex, [5] * length, [1]))
         sizes.append(n)
@@ -59,20 +54,21 @@ def epoch_batches(items: list[Item], sizes: list[int], batch_size: int, bucket: 
 
 
 def run(settings: Settings, log: Callable[[str], None]) -> dict:
-    scale = 0.02 if settings.tiny else 0.25
+    scale, cap = (0.01, 100) if settings.tiny else (0.15, 3200)
     batch_size = 8 if settings.tiny else 32  # prompt tuning's recipe batch
     spec = build_spec(settings.sizes[0])
     out: dict = {
         "what": __doc__.replace("\n", " ").strip(),
         "batch_size": batch_size,
         "scale": scale,
+        "per_task_cap": cap,
         "max_input_length": MAX_LENGTH,
         "flops_model": settings.sizes[0],
         "settings": {},
     }
     for name, tasks in SETTINGS.items():
         log(f"padding: {name}")
-        items, sizes = items_for(tasks, scale, settings.seed)
+        items, sizes = items_for(tasks, scale if len(tasks) > 1 else 1.0, settings.seed, cap)
         lengths = [len(it.input_ids) for it in items]
         row: dict = {"examples": len(items), "real_tokens": sum(lengths)}
         drawn = {}
@@ -94,4 +90,13 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
         row["flops_ratio_static_vs_bucketed"] = row["forward_flops_static"] / row["forward_flops_bucketed"]
         row["flops_ratio_dynamic_vs_bucketed"] = row["forward_flops_dynamic"] / row["forward_flops_bucketed"]
         out["settings"][name] = row
+
+    # Per-task jobs train every task for the same number of steps: average the per-step cost.
+    def per_step(key: str) -> float:
+        return sum(out["settings"][t][key] / out["settings"][t]["batches"] for t in DEV_LENGTHS)
+
+    out["per_task_jobs"] = {
+        "ratio_dynamic_vs_bucketed": per_step("tokens_dynamic") / per_step("tokens_bucketed"),
+        "flops_ratio_dynamic_vs_bucketed": per_step("forward_flops_dynamic") / per_step("forward_flops_bucketed"),
+    }
     return out

@@ -1,14 +1,14 @@
-"""Training throughput: our LightningModules under the Lightning Trainer vs PEFT + Seq2SeqTrainer.
+"""Training throughput on the recipe workload: ours under the Lightning Trainer vs PEFT + Seq2SeqTrainer.
 
-"Ours" is what ``promptscale-train`` runs: ``Trainer.fit`` on our module (training_step, loss
-logging, Adafactor/AdamW step, zero_grad, every Lightning hook), timed by a callback from the end
-of the last warm-up step to the end of the last step, so batch fetching and collation count.
-"Theirs" is PEFT's ``PromptTuning`` / ``LoRA`` on the same backbone, trained by transformers'
-``Seq2SeqTrainer`` with the same batches in the same order (a sequential sampler on both sides),
-batch size, precision, optimizer and no gradient clipping, timed the same way. A third arm for
-prompt tuning, ``ours (loop)``, runs our module's loss + backward + optimizer step in a bare loop:
-its ratio to the Lightning arm is the Trainer's overhead. Each repeat alternates all arms,
-together with a matmul peak that is the utilisation denominator at that moment's load.
+"Ours" is what ``promptscale-train`` runs: ``Trainer.fit`` on our module (built through the job
+seam, so every default of the config applies: precision, ``speed.*``, the data module's length
+bucketing, the vectorised Adafactor), on batches from the job's data module for each task, timed
+by a callback from the end of the warm-up step to the end of the last step, so batch fetching and
+collation count. "Theirs" is PEFT on the same backbone under ``Seq2SeqTrainer`` (``peft_arm.py``).
+Both take one step per task of the workload (``workload.py``: recipe batch, SuperGLUE's input
+lengths), the tasks split over the repeats, the arms alternating, with a matmul peak measured
+in every repeat as the utilisation denominator. Throughputs are totals over all repeats (the
+workload's mix); paired per-repeat ratios are reported next to them.
 """
 
 from __future__ import annotations
@@ -19,73 +19,71 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
 
 from promptscale.bench.core import (
     PEAK_DTYPE,
     Extras,
     Settings,
     alternate,
-    autocast,
-    batch_tokens,
     build_method,
     build_spec,
-    collator,
     load,
     matmul_peak,
     median,
     method_extras,
-    method_names,
-    method_trains,
-    paired_ratio,
     sync,
-    train_items,
-    training_flops,
 )
-from promptscale.methods.base import cast_frozen_linears
-from promptscale.modules.attention import use_shared_bias_attention
+from promptscale.bench.peft_arm import PEFT_ARMS, peft_model, step_stats, theirs
+from promptscale.bench.workload import Workload, balanced_schedule
 
-PEFT_ARMS = {  # arm name -> (our method it mirrors, PEFT config kind)
-    "peft_prompt_tuning": ("prompt_tuning", "prompt"),
-    "peft_lora": ("lora", "lora"),
-}
+TOTALS = ("seconds", "cpu_seconds", "steps", "examples", "real_tokens", "computed_tokens", "flops")
 
 
 class LightningClock(L.Callback):
-    """Timestamps the end of every training step (after the optimizer step and zero_grad)."""
+    """Timestamps (wall, process CPU) the end of every training step and records its batch's shape."""
 
-    def __init__(self, device: str) -> None:
-        self.device, self.ends = device, []
+    def __init__(self, device: str, accumulate: int = 1) -> None:
+        self.device, self.accumulate = device, accumulate
+        self.ends: list[tuple[float, float]] = []  # per optimizer step
+        self.shapes: list[tuple[int, int, int, int]] = []  # per (micro-)batch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        sync(self.device)
-        self.ends.append(time.perf_counter())
+        if (batch_idx + 1) % self.accumulate == 0:  # the optimizer stepped
+            sync(self.device)
+            self.ends.append((time.perf_counter(), time.process_time()))
+        mask, labels = batch["attention_mask"], batch["labels"]  # [B, T], [B, L]
+        real = int(mask.sum()) + int((labels >= 0).sum())
+        self.shapes.append((mask.shape[0], mask.shape[1], labels.shape[1], real))
 
 
-def measured(ends: list[float], settings: Settings, tokens: dict) -> dict:
-    """Throughput of the timed steps: from the end of the warm-up to the end of the last step."""
-    if len(ends) < settings.steps:
-        raise RuntimeError(f"only {len(ends)} of {settings.steps} steps ran")
-    seconds = ends[settings.steps - 1] - ends[settings.warmup_steps - 1]
-    return {
-        "seconds": seconds,
-        "examples_per_s": tokens["examples"] / seconds,
-        "tokens_per_s": tokens["real"] / seconds,
-        "computed_tokens_per_s": tokens["computed"] / seconds,
-        "flop_per_s": tokens.get("flops", 0.0) / seconds,
-    }
+class Steps:
+    """The batches Lightning iterates in one repeat: the warm-up batch, then one per scheduled task."""
+
+    def __init__(self, workload: Workload, repeat: int, arm: str) -> None:
+        self.workload, self.repeat, self.arm = workload, repeat, arm
+
+    def __iter__(self):
+        return self.workload.ours(self.repeat, self.arm)
+
+    def __len__(self) -> int:
+        return (1 + len(self.workload.schedule[self.repeat])) * self.workload.accumulate
 
 
 def ours_lightning(
-    module, loader: DataLoader, settings: Settings, tokens: dict, callbacks: tuple = ()
-) -> Callable[[], dict]:
-    def run() -> dict:
-        clock = LightningClock(settings.device)
+    module, workload: Workload, spec, settings: Settings, callbacks: tuple = (), arm: str = "ours"
+) -> Callable[[int], dict]:
+    """An arm: one ``Trainer.fit`` per repeat, as ``promptscale-train`` runs it (``arm``: whose loaders)."""
+    extras = method_extras(module)
+
+    def run(repeat: int) -> dict:
+        clock = LightningClock(settings.device, workload.accumulate)
+        steps = Steps(workload, repeat, arm)
         trainer = L.Trainer(
             accelerator="gpu" if settings.device == "cuda" else "cpu",
             devices=1,
             precision=settings.precision,
-            max_steps=settings.steps,
+            max_steps=1 + len(workload.schedule[repeat]),
+            accumulate_grad_batches=workload.accumulate,
             logger=False,
             enable_checkpointing=False,
             enable_progress_bar=False,
@@ -96,116 +94,9 @@ def ours_lightning(
             callbacks=[clock, *callbacks],
             default_root_dir=tempfile.gettempdir(),
         )
-        trainer.fit(module, train_dataloaders=loader)
+        trainer.fit(module, train_dataloaders=steps)
         module.zero_grad(set_to_none=True)
-        return measured(clock.ends, settings, tokens)
-
-    return run
-
-
-def ours_loop(module, batches: list[dict], settings: Settings, tokens: dict) -> Callable[[], dict]:
-    """Our module's loss + backward + optimizer step in a bare loop: no Trainer at all."""
-
-    def run() -> dict:
-        module.to(settings.device).train()
-        use_shared_bias_attention(module.model)  # what the module's setup() does
-        if module.frozen_backbone and settings.precision == "bf16-mixed":
-            cast_frozen_linears(module.model, torch.bfloat16)
-        optimizer = module.configure_optimizers()
-        optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
-        ends = []
-        for batch in batches[: settings.steps]:
-            batch = {k: v.to(settings.device) for k, v in batch.items()}
-            with autocast(settings):
-                loss = module(batch["input_ids"], batch["attention_mask"], batch["labels"])
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            sync(settings.device)
-            ends.append(time.perf_counter())
-        return measured(ends, settings, tokens)
-
-    return run
-
-
-def peft_model(kind: str, size: str, settings: Settings, prompt_length: int, lora_cfg: dict):
-    """A fresh backbone (same seed as ours) wrapped by PEFT."""
-    from peft import LoraConfig, PromptTuningConfig, TaskType, get_peft_model
-
-    spec = build_spec(size, settings.seed)
-    model = spec.build()
-    if kind == "lora":
-        config = LoraConfig(
-            r=lora_cfg.get("r", 8),
-            lora_alpha=lora_cfg.get("alpha", 16),
-            lora_dropout=lora_cfg.get("dropout", 0.1),
-            target_modules=list(lora_cfg.get("target_modules", ["q", "v"])),
-            bias="none",
-            task_type=TaskType.SEQ_2_SEQ_LM,
-        )
-    else:
-        # PEFT's seq2seq default allocates a second (decoder) prompt, num_transformer_submodules=2,
-        # but its PROMPT_TUNING forward prepends only the encoder half (peft 0.21): 1 is the same
-        # computation without the unused half.
-        config = PromptTuningConfig(
-            task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=prompt_length, num_transformer_submodules=1
-        )
-    return get_peft_model(model, config), spec.build_tokenizer()
-
-
-def theirs(model, tokenizer, items, settings: Settings, tokens: dict, optim: str, lr: float) -> Callable[[], dict]:
-    from torch.utils.data import SequentialSampler
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
-    from transformers.trainer_callback import PrinterCallback
-
-    class Clock(TrainerCallback):
-        def __init__(self) -> None:
-            self.ends = []
-
-        def on_step_end(self, args, state, control, **kwargs):
-            sync(settings.device)
-            self.ends.append(time.perf_counter())
-
-    class SameOrderTrainer(Seq2SeqTrainer):
-        def _get_train_sampler(self, train_dataset=None):
-            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
-
-    dataset = [
-        {"input_ids": it.input_ids, "attention_mask": [1] * len(it.input_ids), "labels": it.target_ids} for it in items
-    ]
-
-    def run() -> dict:
-        clock = Clock()
-        args = Seq2SeqTrainingArguments(
-            output_dir=tempfile.mkdtemp(prefix="promptscale-bench-"),
-            per_device_train_batch_size=settings.batch_size,
-            max_steps=settings.steps,
-            learning_rate=lr,
-            lr_scheduler_type="constant",
-            optim=optim,
-            weight_decay=0.0,
-            max_grad_norm=0.0,
-            bf16=settings.precision == "bf16-mixed",
-            use_cpu=settings.device == "cpu",
-            save_strategy="no",
-            eval_strategy="no",
-            logging_steps=10,
-            report_to="none",
-            disable_tqdm=True,
-            dataloader_pin_memory=False,
-            seed=settings.seed,
-        )
-        trainer = SameOrderTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            callbacks=[clock],
-            data_collator=DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100),
-        )
-        trainer.remove_callback(PrinterCallback)  # its end-of-training dict print is noise here
-        trainer.train()
-        model.zero_grad(set_to_none=True)
-        return measured(clock.ends, settings, tokens)
+        return step_stats(clock.ends, clock.shapes, spec, extras, not module.frozen_backbone, workload.accumulate)
 
     return run
 
@@ -228,119 +119,82 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
     return out
 
 
-def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
-    log(f"training @ {size}: building methods")
-    arms: dict[str, Callable[[], dict]] = {}
-    info: dict[str, dict] = {}
-    skipped: dict[str, str] = {}
-    modules: dict[str, object] = {}
-    tokenizer = None
-    for name in method_names():
+def build_arms(settings: Settings, size: str, log: Callable[[str], None]):
+    """Our modules and PEFT's models at ``size``, their workload and the arms that time them."""
+    modules, skipped = {}, {}
+    for name in settings.methods_at(size):
         try:
-            if not method_trains(name):
-                skipped[name] = "has no training step"
-                continue
-            module, job_spec = build_method(size, name, settings.seed)
+            modules[name] = build_method(size, name, settings.seed, threads=settings.threads)
         except Exception as err:
             skipped[name] = f"does not build: {type(err).__name__}: {err}"[:300]
-            continue
-        modules[name] = (module, job_spec)
-        tokenizer = tokenizer or module.tokenizer
-    if tokenizer is None:
-        return {"skipped": skipped}
-    spec = build_spec(size)
-    items = train_items(tokenizer, settings.steps * settings.batch_size, settings.input_range, settings.seed)
-    data = collator(tokenizer)
-    loader = DataLoader(items, batch_size=settings.batch_size, shuffle=False, collate_fn=data.collate_train)
-    batches = list(loader)
-    timed = batches[settings.warmup_steps : settings.steps]
-    real = sum(batch_tokens(b)[0] for b in timed)
-    computed = sum(batch_tokens(b)[1] for b in timed)
-
-    def tokens_for(extras: Extras, backbone_trains: bool) -> dict:
-        flops = sum(training_flops(spec, b, extras, backbone_trains) for b in timed)
-        return {
-            "examples": settings.measure_steps * settings.batch_size,
-            "real": real,
-            "computed": computed,
-            "flops": flops,
-        }
-
-    for name, (module, _spec) in modules.items():
-        extras = method_extras(module)
-        tok = tokens_for(extras, not module.frozen_backbone)
-        info[name] = {
-            "side": "ours",
-            "method": name,
-            "runner": "lightning.Trainer.fit",
-            "trainable_params": module.parameter_counts()["trainable_params"],
-            "flops_per_timed_steps": tok["flops"],
-            "extras": vars(extras),
-        }
-        arms[name] = ours_lightning(module, loader, settings, tok)
-        if name == "prompt_tuning" and size in settings.loop_arm_sizes:
-            arms["prompt_tuning (loop)"] = ours_loop(module, batches, settings, tok)
-            info["prompt_tuning (loop)"] = {**info[name], "runner": "bare loop: forward + backward + optimizer.step"}
+    if not modules:
+        return {}, {}, skipped, None
+    first_module, first_spec = next(iter(modules.values()))
+    schedule = balanced_schedule(settings.tasks, settings.repeats_at(size))
+    accumulate = settings.accumulate.get(size, 1)
+    workload = Workload.build(
+        first_module.tokenizer, first_spec.cfg.data, settings.batch_size, schedule, settings.seed, accumulate
+    )
+    spec = build_spec(size, settings.seed)
+    arms, info = {}, {}
+    for name, (module, _) in modules.items():
+        arms[name] = ours_lightning(module, workload, spec, settings, arm=name)
+        info[name] = {"side": "ours", "method": name, "runner": "lightning.Trainer.fit",
+                      "trainable_params": module.parameter_counts()["trainable_params"],
+                      "extras": vars(method_extras(module))}  # fmt: skip
     for arm, (mirrors, kind) in PEFT_ARMS.items():
         if mirrors not in modules:
             continue
         module, job_spec = modules[mirrors]
+        prompt_length = method_extras(module).encoder_prompt or 100
         try:
-            prompt_length = method_extras(module).encoder_prompt or 100
-            model, peft_tok = peft_model(kind, size, settings, prompt_length, dict(job_spec.cfg.method))
+            model, tokenizer = peft_model(kind, size, settings, prompt_length, dict(job_spec.cfg.method))
         except Exception as err:
             skipped[arm] = f"does not build: {type(err).__name__}: {err}"[:300]
             continue
         extras = Extras(encoder_prompt=prompt_length if kind != "lora" else 0)
-        tok = tokens_for(extras, False)
         optimizer = job_spec.recipe.optimizer
         optim = "adafactor" if optimizer.name == "adafactor" else "adamw_torch"
-        arms[arm] = theirs(model, peft_tok, items, settings, tok, optim, optimizer.lr)
-        info[arm] = {
-            "side": "theirs",
-            "method": mirrors,
-            "runner": "peft + transformers.Seq2SeqTrainer",
-            "peft_config": kind,
-            "optim": optim,
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "flops_per_timed_steps": tok["flops"],
-            "extras": vars(extras),
-        }
+        arms[arm] = theirs(model, tokenizer, workload, spec, settings, extras, optim, optimizer.lr)
+        info[arm] = {"side": "theirs", "method": mirrors, "runner": "peft + transformers.Seq2SeqTrainer",
+                     "peft_config": kind, "optim": optim, "extras": vars(extras),
+                     "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}  # fmt: skip
+    log(f"training @ {size}: {len(arms)} arms, schedule {schedule}")
+    return arms, info, skipped, workload
+
+
+def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
+    log(f"training @ {size}: building methods and the workload")
+    arms, info, skipped, workload = build_arms(settings, size, log)
+    if workload is None:
+        return {"skipped": skipped}
     dtype = PEAK_DTYPE.get(settings.precision, torch.float32)
-    arms["matmul_peak"] = lambda: matmul_peak(settings.device, dtype, settings.peak_n)
-    log(f"training @ {size}: {len(arms)} arms x {settings.repeats} repeats")
+    arms["matmul_peak"] = lambda r: matmul_peak(settings.device, dtype, settings.peak_n)
     load_before = load()
-    results = alternate(arms, settings.repeats, log)
+    results = alternate(arms, len(workload.schedule), log, with_repeat=True)
     peak = median([r.get("flop_per_s") for r in results["matmul_peak"]])
-    rows = {}
-    for arm, runs in results.items():
-        if arm == "matmul_peak":
-            continue
-        row = {**info[arm], "repeats": runs}
-        for key in ("examples_per_s", "tokens_per_s", "computed_tokens_per_s", "flop_per_s"):
-            row[key] = median([r.get(key) for r in runs])
-        rows[arm] = row
-    ratios = {}
-    for arm, (mirrors, _) in PEFT_ARMS.items():
-        if arm in rows and mirrors in rows:
-            ratios[f"{mirrors} / {arm}"] = paired_ratio(results[mirrors], results[arm], "examples_per_s")
-    if "prompt_tuning (loop)" in rows:
-        ratios["prompt_tuning (Lightning) / prompt_tuning (loop)"] = paired_ratio(
-            results["prompt_tuning"], results["prompt_tuning (loop)"], "examples_per_s"
-        )
-    if "model_tuning" in rows:
-        for arm in rows:
-            if rows[arm]["side"] == "ours" and arm != "model_tuning" and "loop" not in arm:
-                ratios[f"{arm} / model_tuning"] = paired_ratio(results[arm], results["model_tuning"], "examples_per_s")
+    rows = {
+        arm: {**info[arm], **totals(runs), "repeats": runs} for arm, runs in results.items() if arm != "matmul_peak"
+    }
+    ratios, paired = {}, {}
+    pairs = [(mirrors, arm) for arm, (mirrors, _) in PEFT_ARMS.items()]
+    pairs += [(arm, "model_tuning") for arm in rows if rows[arm]["side"] == "ours" and arm != "model_tuning"]
+    for a, b in pairs:
+        if rows.get(a, {}).get("examples_per_s") and rows.get(b, {}).get("examples_per_s"):
+            ratios[f"{a} / {b}"] = rows[a]["examples_per_s"] / rows[b]["examples_per_s"]
+            cpu_a, cpu_b = rows[a].get("cpu_examples_per_s"), rows[b].get("cpu_examples_per_s")
+            paired[f"{a} / {b}"] = {
+                "cpu_time": cpu_a / cpu_b if cpu_a and cpu_b else None,
+                "per_repeat": [x["examples_per_s"] / y["examples_per_s"] for x, y in zip(results[a], results[b])
+                               if x.get("examples_per_s") and y.get("examples_per_s")],
+            }  # fmt: skip
     return {
-        "batch_size": settings.batch_size,
-        "input_range": list(settings.input_range),
+        "batch_size": workload.batch_size,
+        "micro_batch": workload.micro_batch,
         "precision": settings.precision,
-        "timed_steps": settings.measure_steps,
-        "warmup_steps": settings.warmup_steps,
-        "repeats": settings.repeats,
-        "real_tokens_per_step": real / settings.measure_steps,
-        "computed_tokens_per_step": computed / settings.measure_steps,
+        "schedule": [list(s) for s in workload.schedule],
+        "lengths": workload.fits(),
+        "data_bucket_by_length": bool(workload.data_config.get("bucket_by_length")),
         "matmul_peak": {
             "n": settings.peak_n,
             "dtype": str(dtype),
@@ -349,7 +203,29 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
         },
         "arms": rows,
         "ratios": ratios,
+        "ratio_details": paired,
         "skipped": skipped,
         "load_before": load_before,
         "load_after": load(),
     }
+
+
+def totals(runs: list[dict]) -> dict:
+    """An arm's workload totals over its repeats and the throughputs they give (errors reported)."""
+    ok = [r for r in runs if "error" not in r]
+    out: dict = {"errors": [r["error"] for r in runs if "error" in r]}
+    if not ok:
+        return out
+    total = {key: sum(r[key] for r in ok) for key in TOTALS}
+    seconds = total["seconds"]
+    out.update(total)
+    out.update({
+        "examples_per_s": total["examples"] / seconds,
+        "cpu_examples_per_s": total["examples"] / total["cpu_seconds"] if total["cpu_seconds"] > 0 else None,
+        "tokens_per_s": total["real_tokens"] / seconds,
+        "computed_tokens_per_s": total["computed_tokens"] / seconds,
+        "flop_per_s": total["flops"] / seconds,
+        "padded_input_per_step": sum(r["padded_input_per_step"] * r["steps"] for r in ok) / total["steps"],
+        "padding_share": 1 - total["real_tokens"] / total["computed_tokens"],
+    })  # fmt: skip
+    return out
