@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from transformers import AttentionInterface, T5ForConditionalGeneration
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
@@ -151,21 +151,14 @@ def use_prefix_attention(model: T5ForConditionalGeneration) -> None:
 def prefix_attention(base: Callable, additive_mask: bool) -> Callable:
     """An attention function that prepends the module's prefix (if any), then calls ``base``."""
 
-    def attention(
-        module: nn.Module,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        position_bias: torch.Tensor | None = None,
-        **kwargs,
-    ):
+    def attention(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None, **kw):
+        """transformers' attention-function signature; ``kw`` holds ``position_bias`` [B|1, H, Q, K] or None."""
         kv = getattr(module, PREFIX_ATTR, None)  # [2, H, P, D]
         if kv is not None:
             attention_mask = extend_mask(attention_mask, query, key, kv.shape[2], module.is_causal, additive_mask)
-            position_bias = extend_bias(position_bias, kv.shape[2])
+            kw["position_bias"] = extend_bias(kw.get("position_bias"), kv.shape[2])
             key, value = extend_kv(kv, key, value)
-        return base(module, query, key, value, attention_mask, position_bias=position_bias, **kwargs)
+        return base(module, query, key, value, attention_mask, **kw)
 
     return attention
 
