@@ -17,8 +17,9 @@ keeps it:
   fp32 results within 1e-5; under bf16 no further from fp32 than the unfused ops. CPU and GPU.
 * ``dropout: torch`` (default) or ``bits``: on CPU, masks from 31 random bits per element
   (``modules/dropout.py``): the same Bernoulli(1 - p) noise (to 2**-31), other draws of it, as
-  another dropout stream would give. Measured no faster at the recipe batch (memory traffic, not
-  random numbers, bounds it there), so off. No effect on GPUs.
+  another dropout stream would give. No clear win at the recipe batch (memory traffic, not random
+  numbers, bounds it there): 1.09x on the benchmark's levers run, but 1.03x at 160 tokens and
+  0.91x at 400 in a same-batch A/B (README, Performance), so off. No effect on GPUs.
 * ``threads: auto`` (default): one torch intra-op thread for a backbone under 10M parameters
   (the tiny test and demo models), torch's own choice (every core) otherwise; ``OMP_NUM_THREADS``,
   when set, is obeyed; an integer sets the count. Ops on tiny models are too small to share
@@ -34,10 +35,11 @@ keeps it:
   much memory as model tuning without it, 0.27x with it (Base, RTE lengths, ``promptscale-bench``
   memory section). Same numbers (1e-6).
 * ``compile: false`` (default): ``torch.compile`` of the training forward pass (evaluation and
-  generation stay eager). Off by default: on this project's CPUs it compiles for minutes per
-  job and per new input shape, which only a long job recovers; see the README's Performance
-  section. Inductor draws dropout masks with aten's generator here (``fallback_random``), so a
-  compiled step matches the eager one within float tolerance.
+  generation stay eager). Measured at Small on this project's CPU: 69 s of compiling, then 1.33x
+  faster steps, so it pays back after a few dozen steps of a long job. Off by default: the tests'
+  and the demo's jobs are 40 steps, and it is unmeasured on GPUs here (README, Performance).
+  Inductor draws dropout masks with aten's generator here (``fallback_random``), so a compiled
+  step matches the eager one within float tolerance.
 """
 
 from __future__ import annotations
