@@ -23,6 +23,11 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return lines
 
 
+def section(title: str, text: str, header: list[str] | None = None, rows: list[list] | None = None) -> list[str]:
+    """A report section: its heading, one paragraph, and optionally a table."""
+    return [f"## {title}", "", text, "", *(table(header, rows) + [""] if header else [])]
+
+
 def target(name: str, value, threshold: float, at_most: bool = False) -> dict:
     met = value is not None and (value <= threshold if at_most else value >= threshold)
     return {"target": name, "value": value, "threshold": threshold, "met": met}
@@ -145,27 +150,23 @@ def evaluation_md(evaluation: dict) -> list[str]:
 
 
 def padding_md(padding: dict) -> list[str]:
-    lines = [
-        "## Padding: encoder tokens computed per epoch",
-        "",
+    text = (
         f"Batch {padding['batch_size']}, workload lengths; mixture = training sizes x {padding['scale']}, "
         f"single tasks up to {padding.get('per_task_cap')} examples; FLOPs = forward matmuls at "
         f"{padding['flops_model']}. Per-task jobs (equal steps per task): dynamic / bucketed tokens "
         f"{fmt(padding.get('per_task_jobs', {}).get('ratio_dynamic_vs_bucketed'))}, FLOPs "
-        f"{fmt(padding.get('per_task_jobs', {}).get('flops_ratio_dynamic_vs_bucketed'))}.",
-        "",
-    ]
+        f"{fmt(padding.get('per_task_jobs', {}).get('flops_ratio_dynamic_vs_bucketed'))}."
+    )
     rows = [[name, row["real_tokens"], row["tokens_static"], row["tokens_dynamic"], row["tokens_bucketed"],
              row["efficiency_bucketed"], row["ratio_static_vs_bucketed"], row["ratio_dynamic_vs_bucketed"],
              row["flops_ratio_dynamic_vs_bucketed"], row["same_examples_drawn"]]
             for name, row in padding["settings"].items()]  # fmt: skip
     header = ["setting", "real", "static (512)", "dynamic", "bucketed", "real/bucketed", "static/bucketed",
               "dynamic/bucketed", "FLOPs dynamic/bucketed", "same examples"]  # fmt: skip
-    return lines + table(header, rows) + [""]
+    return section("Padding: encoder tokens computed per epoch", text, header, rows)
 
 
 def memory_md(memory: dict) -> list[str]:
-    lines = ["## Peak memory (fresh subprocess per configuration)", ""]
     rows = []
     for shape, block in memory["shapes"].items():
         for method, row in block.items():
@@ -176,54 +177,48 @@ def memory_md(memory: dict) -> list[str]:
                          row.get("process_peak_mb"), row.get("steady_peak_mb"), row.get("steady_above_baseline_mb"),
                          row.get("cuda_max_allocated_mb"), row.get("steady_vs_model_tuning"),
                          row.get("vs_model_tuning")])  # fmt: skip
-    lines += [
+    text = (
         f"RSS in MB at batch {memory['batch_size']}; baseline = interpreter + libraries + data before the model "
         f"({memory.get('baseline_mb')}); steady = the training steps after the first. Ratios vs model tuning "
-        "at the same shape.",
-        "",
-    ]
+        "at the same shape."
+    )
     header = ["size @ task", "method", "padded input", "params", "process peak", "steady peak", "steady above base",
               "CUDA max", "x MT (steady above base)", "x MT (fit above base)"]  # fmt: skip
-    return lines + table(header, rows) + [""]
+    return section("Peak memory (fresh subprocess per configuration)", text, header, rows)
 
 
 def adafactor_md(block: dict) -> list[str]:
     seconds = block.get("seconds_per_step", {})
-    return [
-        "## Adafactor step",
-        "",
+    return section(
+        "Adafactor step",
         f"One optimizer step over all {block.get('parameters')} parameters ({block.get('tensors')} tensors) of "
         f"{block.get('size')}, {block.get('threads')} thread(s), median of {block.get('repeats')} alternating "
         "repeats: " + ", ".join(f"{k} {fmt(v, 3)} s" for k, v in seconds.items()) + f"; HF / ours "
         f"{fmt(block.get('ratio_hf_over_ours'))}x, torch (configured) / ours "
         f"{fmt(block.get('ratio_torch_over_ours'))}x.",
-        "",
-    ]
+    )
 
 
 def compile_md(block: dict) -> list[str]:
-    return [
-        "## torch.compile (speed.compile)",
-        "",
+    return section(
+        "torch.compile (speed.compile)",
         f"Prompt tuning @ {block.get('size')} on {block.get('tasks')}: compiling cost "
         f"{fmt(block.get('compile_seconds'), 0)} s; steady throughput compiled / eager "
         f"{fmt(block.get('steady_ratio_compiled_vs_eager'))} ({block.get('repeats')} repeats, the first compiles).",
-        "",
-    ]
+    )
 
 
 def levers_md(block: dict) -> list[str]:
-    lines = [
-        "## Speed levers, one at a time",
-        "",
+    text = (
         f"{block.get('method')} @ {block.get('size')}, {block.get('precision')} defaults, steps of "
         f"{block.get('schedule')} (one per task per repeat, alternating arms). 'defaults / arm' > 1: the "
-        "default is faster than the arm that switches the lever.",
-        "",
-    ]
+        "default is faster than the arm that switches the lever."
+    )
     rows = [[name, row.get("default_instead") or "-", row.get("examples_per_s"), row.get("defaults_over_arm"),
              "; ".join(row.get("errors", [])) or "-"] for name, row in block.get("arms", {}).items()]  # fmt: skip
-    return lines + table(["arm", "default instead", "examples/s", "defaults / arm", "errors"], rows) + [""]
+    return section(
+        "Speed levers, one at a time", text, ["arm", "default instead", "examples/s", "defaults / arm", "errors"], rows
+    )
 
 
 SECTIONS = (("training", training_md), ("evaluation", evaluation_md), ("padding", padding_md),
