@@ -93,6 +93,12 @@ def score_examples(task: str, examples: Sequence[Example], predictions: Sequence
     Raises:
         ValueError: On a length mismatch, no examples, or unlabelled examples.
     """
+    return compute_task_metrics(task, *decide(task, examples, predictions))
+
+
+def decide(task: str, examples: Sequence[Example], predictions: Sequence[int | str]) -> tuple[list, list]:
+    """The (predictions, references) a task's metric consumes, from raw model outputs (see
+    ``score_examples``); also what the analysis' paired bootstrap resamples (``analysis.units``)."""
     spec = get_task(task)
     if len(predictions) != len(examples):
         raise ValueError(f"{len(predictions)} predictions for {len(examples)} examples")
@@ -102,7 +108,7 @@ def score_examples(task: str, examples: Sequence[Example], predictions: Sequence
         if not spec.metric.labelled(ex):  # test data: its metrics would be silently meaningless
             raise ValueError(f"cannot score unlabelled {task} example (group {ex.group!r}): test data has no labels")
     decided = [postprocess(task, p, ex)[0] if isinstance(p, str) else int(p) for ex, p in zip(examples, predictions)]
-    return compute_task_metrics(task, *spec.metric.prepare(examples, decided))
+    return spec.metric.prepare(examples, decided)
 
 
 def task_score(task: str, metrics: Mapping[str, float]) -> float:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from promptscale.data.example import Example
-from promptscale.data.formats import postprocess
 from promptscale.data.tasks import get_task
 from promptscale.data.tasks.scoring import GroupedF1Metric, LabelMetric, SquadMetric, squad_em, squad_f1
 
@@ -83,15 +82,10 @@ def units_from_predictions(task: str, examples: Sequence[Example], predictions: 
     Raises:
         ValueError: A length mismatch, no examples, or an unlabelled example.
     """
-    spec = get_task(task)
-    if len(predictions) != len(examples) or not examples:
-        raise ValueError(f"{task}: {len(predictions)} predictions for {len(examples)} examples")
-    for ex in examples:
-        if not spec.metric.labelled(ex):
-            raise ValueError(f"cannot score unlabelled {task} example (group {ex.group!r})")
-    decided = [postprocess(task, p, ex)[0] if isinstance(p, str) else int(p) for ex, p in zip(examples, predictions)]
-    preds, refs = spec.metric.prepare(examples, decided)
-    units, stats, reduce = unit_statistics(spec.metric, examples, preds, refs)
+    from promptscale.metrics import decide  # evaluate/datasets: only when predictions are scored
+
+    preds, refs = decide(task, examples, predictions)
+    units, stats, reduce = unit_statistics(get_task(task).metric, examples, preds, refs)
     return TaskUnits(task, units, stats, reduce)
 
 
