@@ -219,6 +219,7 @@ def plot_figure(
     invalid: bool = False,
     title: str | None = None,
     fit: bool = False,
+    fits: dict | None = None,
 ) -> Figure:
     """Builds the score-vs-size figure (without saving it).
 
@@ -229,6 +230,7 @@ def plot_figure(
         invalid: Add a panel below: invalid-output % vs size per method (generate rows).
         title: Figure title; by default it says which tasks the score averages and the protocol.
         fit: Overlay each line's scaling fit and its band (:mod:`promptscale.report.overlays`).
+        fits: Those fits when the caller has them (``analysis.fits.fit_lines``); else fitted here.
 
     Returns:
         The matplotlib ``Figure`` (Agg canvas; no pyplot state). Rows naming several model
@@ -246,7 +248,7 @@ def plot_figure(
         from promptscale.analysis.fits import fit_lines
         from promptscale.report.overlays import draw_fits
 
-        draw_fits(ax, fit_lines(rows, protocol), keys, style)
+        draw_fits(ax, fit_lines(rows, protocol) if fits is None else fits, keys, style)
     if reference:
         _reference_curves(ax)
     size_axes(ax, fs, "Model parameters (top: T5 1.1 size)")
@@ -314,14 +316,18 @@ def draw_figure(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in FIGURE1_FILES}
-    if fit:
+    fits = None
+    if fit:  # fitted once: the csv and the overlay
         from promptscale.analysis.fits import fit_lines, fit_table
 
+        fits = reissued(lambda: fit_lines(rows, protocol))
         paths["figure1_fits.csv"] = out / "figure1_fits.csv"
-        reissued(lambda: fit_table(fit_lines(rows, protocol))).to_csv(paths["figure1_fits.csv"], index=False)
+        fit_table(fits).to_csv(paths["figure1_fits.csv"], index=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the score table's warnings were just issued
-        fig = plot_figure(rows, protocol=protocol, reference=reference, invalid=invalid, title=title, fit=fit)
+        fig = plot_figure(
+            rows, protocol=protocol, reference=reference, invalid=invalid, title=title, fit=fit, fits=fits
+        )
         paths["tasks.md"].write_text(tasks_markdown(rows, shown), encoding="utf-8")
         paths["tasks.tex"].write_text(tasks_latex(rows, shown, label="tab:figure1-tasks"), encoding="utf-8")
         tasks_frame(rows, shown).to_csv(paths["tasks.csv"], index=False)
