@@ -152,19 +152,14 @@ def _fits(rows: list[dict], args: argparse.Namespace) -> pd.DataFrame:
 
 
 def _compare(rows: list[dict], args: argparse.Namespace):
-    from promptscale.analysis.compare import compare
-    from promptscale.analysis.fits import fitted_crossings
+    from promptscale.analysis.fits import compare_and_fit
 
-    base, method = args.base, args.against
-    store = ResultsStore(args.results)
     options = {"protocol": args.protocol or "paper", "seed": args.seed, "confidence": args.confidence}
-    result = compare(rows, store.dir, base, method, n_boot=args.bootstrap, **options)
-    crossings = None
-    if args.fit:
-        try:
-            crossings = fitted_crossings(rows, base, method, **options)
-        except ValueError as err:  # fewer than two sizes: the CI table stands alone
-            print(f"promptscale-results: no fitted crossing: {err}", file=sys.stderr)
+    result, crossings, why = compare_and_fit(
+        rows, ResultsStore(args.results).dir, args.base, args.against, fit=args.fit, n_boot=args.bootstrap, **options
+    )
+    if why:  # fewer than two sizes: the CI table stands alone
+        print(f"promptscale-results: no fitted crossing: {why}", file=sys.stderr)
     return result, crossings
 
 

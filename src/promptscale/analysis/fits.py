@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from promptscale.analysis.compare import Side
+from promptscale.analysis.compare import Comparison, Side, compare
 from promptscale.analysis.scaling import FORMS, Crossing, Fit, crossing, fit_scaling
 from promptscale.report.scores import seed_score_table
 
@@ -89,3 +89,20 @@ def fitted_crossings(
     if not set(a) & set(b):
         raise ValueError(f"no scaling fit of both {base} and {method} (each needs two model sizes in one family)")
     return {family: crossing(a[family], b[family], **options) for family in sorted(set(a) & set(b))}
+
+
+def compare_and_fit(
+    rows: list[dict], store_dir, base: str | Side, method: str | Side, *, fit: bool, n_boot: int = 1000, **options
+) -> tuple[Comparison, dict[str, Crossing] | None, str | None]:
+    """The paired comparison and, with ``fit``, the fitted crossings: ``(comparison, crossings, why_none)``.
+
+    ``why_none`` says why a requested fit is missing (fewer than two sizes: the comparison stands
+    alone); each caller reports it its own way. ``options``: ``protocol``, ``seed``, ``confidence``.
+    """
+    result = compare(rows, store_dir, base, method, n_boot=n_boot, **options)
+    if not fit:
+        return result, None, None
+    try:
+        return result, fitted_crossings(rows, base, method, **options), None
+    except ValueError as err:
+        return result, None, str(err)

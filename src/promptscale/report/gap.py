@@ -19,7 +19,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from promptscale.analysis.compare import Comparison, compare, reference_gap, size_text
+from promptscale.analysis.compare import Comparison, reference_gap, size_text
 from promptscale.analysis.scaling import Crossing
 from promptscale.analysis.tables import ci_caption, ci_markdown, ci_table, frame_latex
 from promptscale.report.figures import family_marker, method_color, reissued, save_figure, size_axes
@@ -106,16 +106,14 @@ def draw_gap(
         ComparisonError: Nothing to compare (the message names the missing sizes, tasks or examples).
         PredictionsError: A run's predictions file is missing or not the one its rows describe.
     """
-    options = {"protocol": protocol, "seed": seed, "confidence": confidence}
-    result = reissued(lambda: compare(rows, store_dir, base, method, n_boot=n_boot, **options))
-    crossings = None
-    if fit:
-        from promptscale.analysis.fits import fitted_crossings
+    from promptscale.analysis.fits import compare_and_fit
 
-        try:
-            crossings = fitted_crossings(rows, base, method, **options)
-        except ValueError as err:  # fewer than two sizes: no fit, the figure still shows the gap
-            warnings.warn(f"no fitted crossing: {err}", stacklevel=2)
+    options = {"protocol": protocol, "seed": seed, "confidence": confidence}
+    result, crossings, why = reissued(
+        lambda: compare_and_fit(rows, store_dir, base, method, fit=fit, n_boot=n_boot, **options)
+    )
+    if why:  # fewer than two sizes: no fit, the figure still shows the gap
+        warnings.warn(f"no fitted crossing: {why}", stacklevel=2)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in GAP_FILES}
