@@ -41,10 +41,6 @@ class Interval:
     low: float
     high: float
 
-    @property
-    def contains_zero(self) -> bool:
-        return self.low <= 0.0 <= self.high
-
 
 @dataclass(frozen=True)
 class PairedDifference:

@@ -148,6 +148,7 @@ class UnitsLoader:
     store_dir: Path
     all_rows: list[dict]
     frames: dict[str, pd.DataFrame] = field(default_factory=dict)
+    recorded: dict[tuple, dict[str, float]] | None = None  # (run, config, task, protocol) -> {metric: value}
 
     def units(self, row: dict, protocol: str) -> TaskUnits:
         path = str(row.get("predictions") or "")
@@ -158,12 +159,14 @@ class UnitsLoader:
         return units
 
     def _check(self, row: dict, protocol: str, units: TaskUnits) -> None:
-        recorded = {
-            r["metric"]: float(r["value"])
-            for r in self.all_rows
-            if (r["run_id"], r["config_hash"], r["task"]) == (row["run_id"], row["config_hash"], row["task"])
-            and r.get("protocol", "rank") == protocol
-        }
+        if self.recorded is None:  # indexed once: the check runs per run x task x size
+            self.recorded = defaultdict(dict)
+            for r in self.all_rows:
+                if r.get("value") is None:  # a failed run's row records no value
+                    continue
+                key = (r["run_id"], r["config_hash"], r["task"], r.get("protocol", "rank"))
+                self.recorded[key][r["metric"]] = float(r["value"])
+        recorded = self.recorded.get((row["run_id"], row["config_hash"], row["task"], protocol), {})
         for metric, value in units.metrics().items():
             if metric in recorded and abs(float(value) - recorded[metric]) > 1e-6:
                 warnings.warn(

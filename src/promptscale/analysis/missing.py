@@ -59,7 +59,8 @@ def expected_configs(experiment: str, overrides: list[str] = ()) -> pd.DataFrame
     from promptscale.job import JobSpec, compose
 
     records: dict[str, dict] = {}
-    for cell in sweep_cells(experiment, overrides):
+    cells = sweep_cells(experiment, overrides)
+    for cell in cells:
         try:
             spec = JobSpec.from_config(compose([f"experiment={experiment}", *cell]))
         except Exception as err:  # noqa: BLE001 - name the cell, whatever Hydra or the checks raised
@@ -70,7 +71,9 @@ def expected_configs(experiment: str, overrides: list[str] = ()) -> pd.DataFrame
             {"config_hash": spec.config_hash, "method": spec.method_name, "model": str(cfg.model.name),
              "seed": cfg.seed, "tasks": ",".join(cfg.data.tasks), "overrides": " ".join(cell)},
         )  # fmt: skip
-    return pd.DataFrame(list(records.values()))
+    frame = pd.DataFrame(list(records.values()))
+    frame.attrs["cells"] = len(cells)  # the jobs the sweep launches (several may share a config)
+    return frame
 
 
 def missing_configs(rows: list[dict], experiment: str, overrides: list[str] = ()) -> pd.DataFrame:
@@ -86,5 +89,5 @@ def missing_configs(rows: list[dict], experiment: str, overrides: list[str] = ()
     out = expected[~expected["config_hash"].isin(finished)].copy()
     out["status"] = ["failed" if h in failed else "missing" for h in out["config_hash"]]
     out = out.reindex(columns=MISSING_COLUMNS).reset_index(drop=True)
-    out.attrs.update(expected=len(expected), cells=len(sweep_cells(experiment, overrides)))
+    out.attrs.update(expected=len(expected), cells=expected.attrs["cells"])
     return out
