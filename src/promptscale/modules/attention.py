@@ -127,8 +127,8 @@ def direct_attention(
     with torch.autocast(query.device.type, enabled=False):
         scores = torch.matmul(query.float(), key.float().transpose(-1, -2))  # [B, H, Q, K] fp32
     if scale != 1.0:
-        scores = scores * scale
-    probs = torch.softmax(scores + bias_mask, dim=-1)  # [B, H, Q, K] fp32
+        scores.mul_(scale)  # in place: the matmul's backward needs its inputs, not its output
+    probs = torch.softmax(scores.add_(bias_mask), dim=-1)  # [B, H, Q, K] fp32; no second score-sized tensor
     probs = bits_dropout(probs, dropout) if bits else F.dropout(probs, dropout)
     out = torch.matmul(probs.to(value.dtype), value)  # [B, H, Q, D]; bf16 under bf16 autocast
     return out.transpose(1, 2).contiguous()  # [B, Q, H, D]
