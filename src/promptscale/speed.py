@@ -99,8 +99,7 @@ class SpeedSpec:
 def configure(method: nn.Module, spec: SpeedSpec) -> None:
     """Sets the process's torch threads and hands the other switches to the job's method, whose
     ``setup()`` applies them (``apply``)."""
-    count = sum(p.numel() for p in method.parameters())
-    threads = spec.threads if isinstance(spec.threads, int) else auto_threads(count)
+    threads = spec.threads if isinstance(spec.threads, int) else auto_threads(method.model_params)  # the backbone
     if threads is not None and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
         log.info("speed.threads=%s -> %d torch threads", spec.threads, threads)
