@@ -146,7 +146,7 @@ def finish(logger, exit_code: int) -> None:
     if logger is None:
         return
     try:
-        if _is_wandb(logger):
+        if is_wandb(logger):
             logger.experiment.finish(exit_code=exit_code)
         else:  # CSV / TensorBoard: write what is buffered (Lightning does so only after a clean fit)
             logger.finalize("success" if exit_code == 0 else "failed")
@@ -157,12 +157,13 @@ def finish(logger, exit_code: int) -> None:
 def run_id(logger) -> str | None:
     """The W&B run id (rows' ``wandb_run_id``); ``None`` for other trackers, whose folder is the run name."""
     try:
-        return logger.experiment.id if _is_wandb(logger) else None
+        return logger.experiment.id if is_wandb(logger) else None
     except Exception:  # noqa: BLE001
         return None
 
 
-def _is_wandb(logger) -> bool:
+def is_wandb(logger) -> bool:
+    """Whether ``logger`` is Lightning's W&B logger."""
     return type(logger).__name__ == "WandbLogger"  # by name: importing wandb costs seconds
 
 

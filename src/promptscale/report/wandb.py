@@ -108,9 +108,9 @@ def log_job_summary(logger, rows: list[dict]) -> None:
 
     Other trackers (``logger=csv``, ``logger=tensorboard``) have no run summary: nothing to do.
     """
-    from lightning.pytorch.loggers import WandbLogger
+    from promptscale.tracking import is_wandb
 
-    if not isinstance(logger, WandbLogger) or not rows:
+    if not is_wandb(logger) or not rows:
         return
     try:
         logger.experiment.summary.update(job_summary(rows))
