@@ -31,7 +31,6 @@ METHOD_NAMES: dict[str, str] = {
 FAMILY_NAMES: dict[str, str] = {
     "t5_1_1": "T5 1.1",
     "t5_1_1_lm_adapt": "T5 1.1 LM-adapted",
-    "lm_adapt": "T5 1.1 LM-adapted",
     "flan_t5": "Flan-T5",
     "t5": "T5",
     "mt5": "mT5",

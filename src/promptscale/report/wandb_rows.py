@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from promptscale.data.tasks import TASKS, get_task
+from promptscale.families import model_family
 from promptscale.grouping import setting as setting_of
 from promptscale.report.wandb import PREFIX
 from promptscale.store.hashing import config_hash, hashable_config
@@ -76,7 +77,7 @@ def _common_fields(run, config: dict, summary: dict) -> dict | None:
         "method": method,
         "model": _get(config, "model", "name"),
         "size": _get(config, "model", "size"),
-        "family": summary.get("family") or _get(config, "model", "family") or "",
+        "family": summary.get("family") or model_family(config.get("model") or {}),  # as store rows read it
         "total_params": int(model_params),
         "method_params": int(params.get("total_params", model_params)) - int(model_params),
         "trainable_params": params.get("trainable_params"),
