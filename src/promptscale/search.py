@@ -16,6 +16,7 @@ from collections import defaultdict
 from omegaconf import DictConfig
 
 from promptscale.data.tasks import get_task
+from promptscale.report.selection import row_selected_by, task_score
 from promptscale.store.results import ResultsStore
 from promptscale.store.rows import row_protocol
 
@@ -31,20 +32,20 @@ def dev_score(rows: list[dict]) -> float:
     """
     values: dict[str, dict[str, float]] = defaultdict(dict)
     for row in rows:
-        if row.get("status") == "ok" and row_protocol(row) == row.get("selected_by", row_protocol(row)):
+        if row.get("status") == "ok" and row_protocol(row) == row_selected_by(row):
             values[row["task"]][row["metric"]] = float(row["value"])
     scores = {}
     for task, metrics in values.items():
-        names = get_task(task).metrics
-        if all(name in metrics for name in names):
-            scores[task] = sum(metrics[name] for name in names) / len(names)
+        score, missing = task_score(task, metrics)
+        if score is not None and not missing:
+            scores[task] = score
     scored = [score for task, score in scores.items() if get_task(task).in_score] or list(scores.values())
     return sum(scored) / len(scored) if scored else math.nan
 
 
 def stored_rows(results: str, config_hash: str) -> list[dict]:
     """The finished rows the results store holds for one config (of its latest run, should it have two)."""
-    rows = [r for r in ResultsStore(results).rows() if r["config_hash"] == config_hash and r["status"] == "ok"]
+    rows = ResultsStore(results).config_rows(config_hash)
     latest = rows[-1]["run_id"] if rows else None
     return [r for r in rows if r["run_id"] == latest]
 

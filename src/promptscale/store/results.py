@@ -344,6 +344,14 @@ class ResultsStore:
             return False
         return any(r["config_hash"] == config_hash and r["status"] == "ok" for r in self._read(legacy) or [])
 
+    def config_rows(self, config_hash: str) -> list[dict]:
+        """The finished rows of one config: a read of its own file where it has one, else a scan."""
+        if (self.dir / LEGACY).exists():
+            own = self._read(self.dir / f"{safe_name(config_hash)}.ok.jsonl")
+            if own:
+                return own
+        return [r for r in self.rows() if r["config_hash"] == config_hash and r["status"] == "ok"]
+
     def finished_hashes(self) -> set[str]:
         """Config hashes with a finished run (for sweeping up checkpoints of finished configs)."""
         return {str(r["config_hash"]) for r in self.rows() if r["status"] == "ok"}
