@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from promptscale.job import rebuild_job
+from promptscale.job import JobSpec, rebuild_job
 from promptscale.prompts.runs import find_prompt_runs
 from promptscale.report.cli import main as figure_main
+from promptscale.store.predictions import read_predictions
 from promptscale.store.results import ResultsStore
 from promptscale.store.rows import row_protocol
+from promptscale.train import run
+
+from conftest import compose_config
 
 OLD = Path(__file__).resolve().parent / "data" / "store_v1"
 
@@ -67,3 +71,24 @@ def test_an_old_run_rebuilds_from_its_saved_config_and_checkpoint(old, monkeypat
     assert job.method.best["cb"].metrics["rank"]["accuracy"] == saved["promptscale_best"]["cb"]["metrics"]["accuracy"]
     [run] = find_prompt_runs(old, old / "results.jsonl")  # matched to its rows by the old config hash
     assert run.job_dir == run_dir and run.stored["cb"]["accuracy"] == 50.0
+
+
+# -- a store from after the redesign, before the speed block (commit 5e8f5eb) -----------------
+V2 = Path(__file__).resolve().parent / "data" / "store_v2"
+V2_SWEEP = ["model=tiny_s", "task=cb", "seed=0", "logger=none", "recipe.batch_size=4", "recipe.max_steps=2",
+            "recipe.val_check_interval=2", "data.train_limit=4", "data.eval_limit=4", "experiment_name=v2",
+            "trainer.precision=32-true"]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["prompt_tuning", "model_tuning"])
+def test_runs_of_the_previous_version_are_finished_under_todays_hash(tmp_path, method):
+    shutil.copytree(V2, tmp_path / "v2")
+    store = ResultsStore(tmp_path / "v2" / "results.jsonl")
+    before = store.rows()
+    cfg = compose_config(tmp_path / "v2", [*V2_SWEEP, f"method={method}"])
+    assert run(cfg) is None  # the same config hash (speed defaults and all): skipped, nothing trains
+    assert store.rows() == before
+    rows = store.config_rows(JobSpec.from_config(cfg).config_hash)
+    assert {r["protocol"] for r in rows} == {"generate", "rank"} and {r["method"] for r in rows} == {method}
+    frame = read_predictions(store.dir, rows[0])  # its predictions file still matches its hash
+    assert len(frame) == 4 and set(frame["task"]) == {"cb"}
