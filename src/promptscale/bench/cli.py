@@ -69,7 +69,7 @@ def settings_for(args: argparse.Namespace, device: str):
         settings.model_tuning_sizes = sizes[:1]
         settings.memory_jobs = tuple((size, "multirc" if device == "cuda" else "rte") for size in sizes)
     if device == "cuda" and not args.tiny:  # a GPU needs bigger matmuls to show its rate; time is cheap there
-        settings.peak_n, settings.memory_parallel, settings.accumulate = 8192, 1, {}
+        settings.peak_n, settings.accumulate = 8192, {}
         settings.memory_jobs = ((settings.sizes[-1], "multirc"),)  # the largest size: the 8-minute budget
         settings.model_tuning_sizes = settings.sizes
         settings.more_methods = dict.fromkeys(settings.sizes, ("lora",))

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from promptscale.bench.core import Settings, alternate, build_method, build_spec, load
-from promptscale.bench.training import ours_lightning
+from promptscale.bench.core import Settings, alternate, build_method, load
+from promptscale.bench.training import ours_lightning, totals
 from promptscale.bench.workload import Workload
 
 
@@ -28,20 +28,14 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
     tasks = settings.tasks[: 2 if settings.tiny else 4]
     schedule = [tuple(tasks)] * repeats  # the same tasks every repeat: later repeats see known lengths
     workload = Workload.build(eager.tokenizer, job_spec.cfg.data, settings.batch_size, schedule, settings.seed)
-    spec = build_spec(size, settings.seed)
     arms = {
-        "eager": ours_lightning(eager, workload, spec, settings, arm="eager"),
-        "compiled": ours_lightning(compiled, workload, spec, settings, arm="compiled"),
+        "eager": ours_lightning(eager, workload, eager.spec, settings, arm="eager"),
+        "compiled": ours_lightning(compiled, workload, compiled.spec, settings, arm="compiled"),
     }
     results = alternate(arms, repeats, log, with_repeat=True)
     first = {name: runs[0].get("seconds") for name, runs in results.items()}
-    steady = {
-        name: sum(r["examples"] for r in runs[1:] if "seconds" in r)
-        / sum(r["seconds"] for r in runs[1:] if "seconds" in r)
-        if all("seconds" in r for r in runs[1:])
-        else None
-        for name, runs in results.items()
-    }
+    later = {name: totals(runs[1:]) for name, runs in results.items()}  # None where a later repeat broke
+    steady = {name: None if t["errors"] else t.get("examples_per_s") for name, t in later.items()}
     return {
         "what": __doc__.replace("\n", " ").strip(),
         "size": size,

@@ -57,13 +57,11 @@ class Settings:
     eval_per_task: int = 8
     eval_batch_size: int = 32
     memory_jobs: tuple[tuple[str, str], ...] = (("base", "rte"),)
-    memory_parallel: int = 1
     device: str = "cpu"
     precision: str = "bf16-mixed"
     threads: int | None = 1
     peak_n: int = 2048
     seed: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def tiny_run(cls, device: str) -> Settings:
@@ -296,3 +294,50 @@ def training_flops(
     """
     weights, attention = t5_forward_flops(spec, batch, enc_len, dec_len, extras)
     return weights * (3.0 if backbone_trains else 2.0) + attention * 3.0
+
+
+# -- throughput --------------------------------------------------------------------------------
+def rates(sums: dict, computed: bool = False) -> dict:
+    """Throughputs of timed sums (``seconds``, ``cpu_seconds``, ``examples``, ``real_tokens``, ``flops``;
+    with ``computed`` also ``computed_tokens``, the padded ones)."""
+    seconds, cpu = sums["seconds"], sums["cpu_seconds"]
+    out = {
+        "examples_per_s": sums["examples"] / seconds,
+        "cpu_examples_per_s": sums["examples"] / cpu if cpu > 0 else None,
+        "tokens_per_s": sums["real_tokens"] / seconds,
+    }
+    if computed:
+        out["computed_tokens_per_s"] = sums["computed_tokens"] / seconds
+    out["flop_per_s"] = sums["flops"] / seconds
+    return out
+
+
+def step_stats(
+    ends: list[tuple[float, float]],
+    shapes: list[tuple[int, int, int, int]],
+    spec,
+    extras: Extras,
+    backbone_trains: bool,
+    accumulate: int = 1,
+) -> dict:
+    """Throughput of the timed optimizer steps (all but the first, the warm-up): wall and process CPU
+    time (``ends``: one per step), examples, real and computed (padded) tokens, matmul FLOPs of the
+    padded shapes (``shapes``: one per (micro-)batch, ``accumulate`` per step)."""
+    steps = len(shapes) // accumulate
+    if len(ends) < steps:
+        raise RuntimeError(f"only {len(ends)} of {steps} steps ran")
+    timed = shapes[accumulate:]
+    sums = {
+        "seconds": ends[steps - 1][0] - ends[0][0],
+        "cpu_seconds": ends[steps - 1][1] - ends[0][1],
+        "steps": steps - 1,
+        "examples": sum(b for b, _, _, _ in timed),
+        "real_tokens": sum(r for _, _, _, r in timed),
+        "computed_tokens": sum(b * (t + s) for b, t, s, _ in timed),  # the prompt's positions are not input tokens
+        "flops": sum(training_flops(spec, b, t, s, extras, backbone_trains) for b, t, s, _ in timed),
+    }
+    return {
+        **sums,
+        **rates(sums),
+        "padded_input_per_step": sum(t for _, t, _, _ in timed) / len(timed),  # per (micro-)batch
+    }

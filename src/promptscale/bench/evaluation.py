@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from transformers import StoppingCriteriaList
 
+from promptscale import speed
 from promptscale.bench.core import (
     Settings,
     alternate,
@@ -46,7 +47,6 @@ from promptscale.bench.workload import sample_lengths
 from promptscale.data.datamodule import SuperGlueDataModule
 from promptscale.evaluation import LabelStopping, decode_generated, evaluate_batch, is_label_task, split_by_owner
 from promptscale.methods.base import cast_frozen_linears
-from promptscale.modules.attention import use_shared_bias_attention
 
 TASKS = ("boolq", "cb", "copa", "multirc", "rte", "wic")
 
@@ -106,8 +106,10 @@ def run_size(settings: Settings, size: str, log: Callable[[str], None]) -> dict:
     log(f"evaluation @ {size}")
     module, _ = build_method(size, "prompt_tuning", settings.seed, threads=settings.threads)
     module.to(settings.device).eval()
-    use_shared_bias_attention(module.model)  # what the module's setup() does under Lightning
-    if settings.precision == "bf16-mixed":
+    # what the module's setup() does under Lightning (methods/base.py): the job's speed switches, and
+    # under bf16-mixed a frozen backbone's Linear weights stored in bf16
+    speed.apply(module.model, speed.switches(module))
+    if module.frozen_backbone and settings.precision == "bf16-mixed":
         cast_frozen_linears(module.model, torch.bfloat16)
     batches = [
         {k: (v.to(settings.device) if torch.is_tensor(v) else v) for k, v in b.items()}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from promptscale.bench.core import Settings, alternate, build_method, build_spec, load
+from promptscale.bench.core import Settings, alternate, build_method, load
 from promptscale.bench.training import ours_lightning, totals
 from promptscale.bench.workload import Workload, balanced_schedule
 
@@ -35,7 +35,6 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
     tasks = settings.tasks if settings.tiny else tuple(t for t in TASKS if t in settings.tasks)
     schedule = balanced_schedule(tasks, 1 if settings.tiny else 2)
     log(f"levers @ {size}: building {len(LEVERS) + 1} prompt-tuning jobs")
-    spec = build_spec(size, settings.seed)
     arms, workloads = {}, {}
     for name, overrides in [("defaults", []), *((n, o) for n, (o, _) in LEVERS.items())]:
         if name == "precision=32-true" and settings.precision == "32-true":
@@ -48,7 +47,7 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
                 settings.accumulate.get(size, 1),
             )  # fmt: skip
         arm_settings = dataclasses.replace(settings, precision="32-true") if name == "precision=32-true" else settings
-        arms[name] = ours_lightning(module, workloads[bucketed], spec, arm_settings, arm=name)
+        arms[name] = ours_lightning(module, workloads[bucketed], module.spec, arm_settings, arm=name)
     results = alternate(arms, len(schedule), log, with_repeat=True)
     rows = {name: {**totals(runs), "repeats": runs} for name, runs in results.items()}
     base = rows["defaults"].get("examples_per_s")

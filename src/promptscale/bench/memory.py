@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from promptscale.bench.core import Settings, method_names, method_trains
@@ -78,20 +77,21 @@ def worker(args: argparse.Namespace) -> dict:
     """Runs in the subprocess: one (size, method, task) configuration."""
     import torch
 
-    from promptscale.bench.core import build_method, build_spec, compose_config, quiet
+    from promptscale.bench.core import compose_config, quiet
     from promptscale.bench.training import ours_lightning
     from promptscale.bench.workload import Workload
+    from promptscale.job import JobSpec, build_job, model_spec
 
     quiet()
     torch.set_num_threads(args.threads)
     settings = Settings(device=args.device, precision=args.precision, seed=args.seed, threads=args.threads)
-    spec = build_spec(args.size, args.seed)
-    data_config = compose_config(args.size, args.method, seed=args.seed, threads=args.threads).data
+    cfg = compose_config(args.size, args.method, seed=args.seed, threads=args.threads, overrides=args.override)
+    spec = model_spec(cfg)
     schedule = [(args.task,) * (args.steps - 1)]  # after the warm-up step: steps - 1 batches of the task
-    workload = Workload.build(spec.build_tokenizer(), data_config, args.batch_size, schedule, args.seed)
+    workload = Workload.build(spec.build_tokenizer(), cfg.data, args.batch_size, schedule, args.seed)
     gc.collect()
     baseline = status_mb("VmRSS")  # interpreter, libraries, data: no model yet
-    module, _ = build_method(args.size, args.method, args.seed, threads=args.threads, overrides=args.override)
+    module = build_job(JobSpec.from_config(cfg)).method  # as build_method builds it
     if not module.trains:
         return {"skipped": "has no training step"}
     after_build = status_mb("VmRSS")
@@ -143,9 +143,8 @@ def run_one(settings: Settings, size: str, label: str, task: str) -> dict:
 def run(settings: Settings, log: Callable[[str], None]) -> dict:
     methods = [m for m in MEMORY_METHODS if m.split("+")[0] in method_names() and method_trains(m.split("+")[0])]
     jobs = [(size, method, task) for size, task in settings.memory_jobs for method in methods]
-    log(f"memory: {len(jobs)} subprocesses, {settings.memory_parallel} at a time")
-    with ThreadPoolExecutor(max_workers=settings.memory_parallel) as pool:
-        found = list(pool.map(lambda job: run_one(settings, *job), jobs))
+    log(f"memory: {len(jobs)} subprocesses, one at a time")
+    found = [run_one(settings, *job) for job in jobs]
     out: dict = {
         "what": __doc__.replace("\n", " ").strip(),
         "precision": settings.precision,

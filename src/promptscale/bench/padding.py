@@ -28,7 +28,6 @@ from promptscale.data.datamodule import Item, SuperGlueDataModule
 from promptscale.data.example import Example
 
 SETTINGS = {"superglue_mixture": tuple(DEV_LENGTHS), **{task: (task,) for task in DEV_LENGTHS}}
-MAX_LENGTH = MAX_INPUT
 
 
 def items_for(tasks: tuple[str, ...], scale: float, seed: int, cap: int) -> tuple[list[Item], list[int]]:
@@ -62,7 +61,7 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
         "batch_size": batch_size,
         "scale": scale,
         "per_task_cap": cap,
-        "max_input_length": MAX_LENGTH,
+        "max_input_length": MAX_INPUT,
         "flops_model": settings.sizes[0],
         "settings": {},
     }
@@ -80,8 +79,8 @@ def run(settings: Settings, log: Callable[[str], None]) -> dict:
                 sum(t5_forward_flops(spec, len(b), max(lengths[i] for i in b), 3)) for b in batches
             )
             row["batches"] = len(batches)
-        row["tokens_static"] = len(items) * MAX_LENGTH
-        row["forward_flops_static"] = sum(t5_forward_flops(spec, len(items), MAX_LENGTH, 3))
+        row["tokens_static"] = len(items) * MAX_INPUT
+        row["forward_flops_static"] = sum(t5_forward_flops(spec, len(items), MAX_INPUT, 3))
         row["same_examples_drawn"] = drawn["dynamic"] == drawn["bucketed"]
         for mode in ("static", "dynamic", "bucketed"):
             row[f"efficiency_{mode}"] = row["real_tokens"] / row[f"tokens_{mode}"]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch.utils.data import Sampler
 
-from promptscale.bench.core import Extras, Settings, build_spec, sync, training_flops
+from promptscale.bench.core import Extras, Settings, build_spec, step_stats, sync
 from promptscale.bench.workload import Workload
 
 PEFT_ARMS = {  # arm name -> (our method it mirrors, PEFT config kind)
@@ -128,39 +128,3 @@ def shape(inputs: list[list[int]], targets: list[list[int]]) -> tuple[int, int, 
     """``(batch, padded input, padded target, real tokens)`` of one dynamically padded batch."""
     real = sum(map(len, inputs)) + sum(map(len, targets))
     return len(inputs), max(map(len, inputs)), max(map(len, targets)), real
-
-
-def step_stats(
-    ends: list[tuple[float, float]],
-    shapes: list[tuple[int, int, int, int]],
-    spec,
-    extras: Extras,
-    backbone_trains: bool,
-    accumulate: int = 1,
-) -> dict:
-    """Throughput of the timed optimizer steps (all but the first, the warm-up): wall and process CPU
-    time (``ends``: one per step), examples, real and computed (padded) tokens, matmul FLOPs of the
-    padded shapes (``shapes``: one per (micro-)batch, ``accumulate`` per step)."""
-    steps = len(shapes) // accumulate
-    if len(ends) < steps:
-        raise RuntimeError(f"only {len(ends)} of {steps} steps ran")
-    timed = shapes[accumulate:]
-    wall = ends[steps - 1][0] - ends[0][0]
-    cpu = ends[steps - 1][1] - ends[0][1]
-    examples = sum(b for b, _, _, _ in timed)
-    computed = sum(b * (t + s) for b, t, s, _ in timed)  # the prompt's positions are not input tokens
-    flops = sum(training_flops(spec, b, t, s, extras, backbone_trains) for b, t, s, _ in timed)
-    return {
-        "seconds": wall,
-        "cpu_seconds": cpu,
-        "steps": steps - 1,
-        "examples": examples,
-        "real_tokens": sum(r for _, _, _, r in timed),
-        "computed_tokens": computed,
-        "flops": flops,
-        "examples_per_s": examples / wall,
-        "cpu_examples_per_s": examples / cpu if cpu > 0 else None,
-        "tokens_per_s": sum(r for _, _, _, r in timed) / wall,
-        "flop_per_s": flops / wall,
-        "padded_input_per_step": sum(t for _, t, _, _ in timed) / len(timed),  # per (micro-)batch
-    }

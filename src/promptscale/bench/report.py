@@ -128,8 +128,7 @@ def training_md(training: dict) -> list[str]:
 
 
 def evaluation_md(evaluation: dict) -> list[str]:
-    lines = ["## Evaluation: both protocols vs generation alone", ""]
-    rows = []
+    paragraphs, rows = [], []
     for size, block in evaluation["sizes"].items():
         for arm, row in block["arms"].items():
             speed = block["ratios"].get(f"rank speedup vs {arm}") if arm != "rank" else 1.0
@@ -137,16 +136,16 @@ def evaluation_md(evaluation: dict) -> list[str]:
                          row.get("decoder_steps_per_batch"), speed])  # fmt: skip
         both = block["ratios"].get("both_protocols time / generate_stopped time")
         label = block["ratios"].get("both_protocols_label time / generate_stopped_label time")
-        lines += [
+        paragraphs.append(
             f"{size}: {block['examples']} examples ({block['choices']} choices) of BoolQ, CB, COPA, MultiRC, RTE, "
             f"WiC in {block['batches']} batches; both protocols take {fmt(both)}x the time of generation alone "
             f"when generation runs to 62 tokens, {fmt(label)}x when it stops after the label; "
             f"rank predictions agree with the combined pass {fmt(block['rank_agreement'].get('both_protocols'))} "
-            f"and with re-encoding {fmt(block['rank_agreement'].get('rank_reencode'))}.",
-            "",
-        ]
+            f"and with re-encoding {fmt(block['rank_agreement'].get('rank_reencode'))}."
+        )
     header = ["size", "arm", "examples/s", "max_new_tokens", "decoder steps / batch", "rank speedup (x)"]
-    return lines + table(header, rows) + [""]
+    text = "\n\n".join(paragraphs)  # one paragraph per size
+    return section("Evaluation: both protocols vs generation alone", text, header, rows)
 
 
 def padding_md(padding: dict) -> list[str]:

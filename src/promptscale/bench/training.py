@@ -26,34 +26,39 @@ from promptscale.bench.core import (
     Settings,
     alternate,
     build_method,
-    build_spec,
     load,
     matmul_peak,
     median,
     method_extras,
+    rates,
+    step_stats,
     sync,
 )
-from promptscale.bench.peft_arm import PEFT_ARMS, peft_model, step_stats, theirs
+from promptscale.bench.peft_arm import PEFT_ARMS, peft_model, theirs
 from promptscale.bench.workload import Workload, balanced_schedule
 
 TOTALS = ("seconds", "cpu_seconds", "steps", "examples", "real_tokens", "computed_tokens", "flops")
 
 
 class LightningClock(L.Callback):
-    """Timestamps (wall, process CPU) the end of every training step and records its batch's shape."""
+    """Timestamps (wall, process CPU) the end of every training step and keeps its batch's masks
+    (their shapes and real tokens are counted after ``fit``, outside the timed steps)."""
 
     def __init__(self, device: str, accumulate: int = 1) -> None:
         self.device, self.accumulate = device, accumulate
         self.ends: list[tuple[float, float]] = []  # per optimizer step
-        self.shapes: list[tuple[int, int, int, int]] = []  # per (micro-)batch
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []  # per (micro-)batch: attention_mask, labels
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if (batch_idx + 1) % self.accumulate == 0:  # the optimizer stepped
             sync(self.device)
             self.ends.append((time.perf_counter(), time.process_time()))
-        mask, labels = batch["attention_mask"], batch["labels"]  # [B, T], [B, L]
-        real = int(mask.sum()) + int((labels >= 0).sum())
-        self.shapes.append((mask.shape[0], mask.shape[1], labels.shape[1], real))
+        self.batches.append((batch["attention_mask"], batch["labels"]))  # [B, T], [B, L]
+
+    def shapes(self) -> list[tuple[int, int, int, int]]:
+        """``(batch, padded input, padded target, real tokens)`` of every (micro-)batch."""
+        return [(mask.shape[0], mask.shape[1], labels.shape[1], int(mask.sum()) + int((labels >= 0).sum()))
+                for mask, labels in self.batches]  # fmt: skip
 
 
 class Steps:
@@ -96,7 +101,7 @@ def ours_lightning(
         )
         trainer.fit(module, train_dataloaders=steps)
         module.zero_grad(set_to_none=True)
-        return step_stats(clock.ends, clock.shapes, spec, extras, not module.frozen_backbone, workload.accumulate)
+        return step_stats(clock.ends, clock.shapes(), spec, extras, not module.frozen_backbone, workload.accumulate)
 
     return run
 
@@ -135,7 +140,7 @@ def build_arms(settings: Settings, size: str, log: Callable[[str], None]):
     workload = Workload.build(
         first_module.tokenizer, first_spec.cfg.data, settings.batch_size, schedule, settings.seed, accumulate
     )
-    spec = build_spec(size, settings.seed)
+    spec = first_module.spec
     arms, info = {}, {}
     for name, (module, _) in modules.items():
         arms[name] = ours_lightning(module, workload, spec, settings, arm=name)
@@ -217,14 +222,9 @@ def totals(runs: list[dict]) -> dict:
     if not ok:
         return out
     total = {key: sum(r[key] for r in ok) for key in TOTALS}
-    seconds = total["seconds"]
     out.update(total)
+    out.update(rates(total, computed=True))
     out.update({
-        "examples_per_s": total["examples"] / seconds,
-        "cpu_examples_per_s": total["examples"] / total["cpu_seconds"] if total["cpu_seconds"] > 0 else None,
-        "tokens_per_s": total["real_tokens"] / seconds,
-        "computed_tokens_per_s": total["computed_tokens"] / seconds,
-        "flop_per_s": total["flops"] / seconds,
         "padded_input_per_step": sum(r["padded_input_per_step"] * r["steps"] for r in ok) / total["steps"],
         "padding_share": 1 - total["real_tokens"] / total["computed_tokens"],
     })  # fmt: skip

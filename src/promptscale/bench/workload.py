@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from hydra.utils import instantiate
 
+from promptscale.bench.core import random_ids
 from promptscale.data.datamodule import Item, SuperGlueDataModule
 from promptscale.data.example import Example
 
@@ -118,9 +119,8 @@ class Workload:
             targets = [tokenizer(w)["input_ids"] for w in TARGETS[task]]
             items = []
             for i, length in enumerate(sample_lengths(task, n, rng)):
-                ids = [rng.randrange(3, vocab) for _ in range(length - 1)] + [1]  # ... </s>
                 ex = Example(task=task, inputs="", targets="", choices=(), label=-1, group=str(i), answers=())
-                items.append(Item(ex, ids, targets[i % len(targets)]))
+                items.append(Item(ex, random_ids(length, rng, vocab), targets[i % len(targets)]))
             workload.tasks[task] = TaskData(task, items, workload.data_module(task, items))
         shortest = min(workload.tasks.values(), key=lambda t: DEV_LENGTHS[t.task][0])
         micro = workload.micro_batch
